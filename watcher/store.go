@@ -1,0 +1,309 @@
+// Package watcher reads the world (a directory of YAML, or Kubernetes) into a
+// go-memdb store and signals when it changed. It never builds Envoy resources.
+package watcher
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+
+	memdb "github.com/hashicorp/go-memdb"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/weir-mesh/weir/api/smi"
+)
+
+// Kind names a table of the store.
+type Kind string
+
+// The kinds weir stores.
+const (
+	KindService        Kind = "Service"
+	KindEndpointSlice  Kind = "EndpointSlice"
+	KindPod            Kind = "Pod"
+	KindTrafficSplit   Kind = "TrafficSplit"
+	KindHTTPRouteGroup Kind = "HTTPRouteGroup"
+)
+
+// Kinds lists every stored kind in a fixed order.
+var Kinds = []Kind{KindService, KindEndpointSlice, KindPod, KindTrafficSplit, KindHTTPRouteGroup}
+
+// Object is one decoded object ready for the store. Value is a pointer to the
+// typed object: *corev1.Service, *discoveryv1.EndpointSlice, *corev1.Pod,
+// *smi.TrafficSplit or *smi.HTTPRouteGroup.
+type Object struct {
+	Kind      Kind
+	Namespace string
+	Name      string
+	Value     any
+}
+
+// Key returns "namespace/name".
+func (o Object) Key() string { return o.Namespace + "/" + o.Name }
+
+// record is the row stored in every table.
+type record struct {
+	Key    string // namespace/name
+	Ref    string // namespace/name of the object this one points at; "" if none
+	Source string // where it came from (a file path, or "kubernetes")
+	Value  any
+}
+
+func schema() *memdb.DBSchema {
+	tables := map[string]*memdb.TableSchema{}
+	for _, k := range Kinds {
+		tables[string(k)] = &memdb.TableSchema{
+			Name: string(k),
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+				"ref":    {Name: "ref", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Ref"}},
+				"source": {Name: "source", Indexer: &memdb.StringFieldIndex{Field: "Source"}},
+			},
+		}
+	}
+	return &memdb.DBSchema{Tables: tables}
+}
+
+// refOf returns the reference the translator follows from an object: an
+// EndpointSlice's Service and a TrafficSplit's root Service.
+func refOf(o Object) string {
+	switch v := o.Value.(type) {
+	case *discoveryv1.EndpointSlice:
+		if svc := v.Labels[discoveryv1.LabelServiceName]; svc != "" {
+			return o.Namespace + "/" + svc
+		}
+	case *smi.TrafficSplit:
+		return o.Namespace + "/" + v.Spec.Service
+	}
+	return ""
+}
+
+// Store holds the objects weir reads. It is safe for concurrent use; readers
+// get consistent, immutable snapshots.
+type Store struct {
+	db      *memdb.MemDB
+	changed chan struct{}
+}
+
+// NewStore returns an empty store.
+func NewStore() (*Store, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, fmt.Errorf("store schema: %w", err)
+	}
+	return &Store{db: db, changed: make(chan struct{}, 1)}, nil
+}
+
+// Changed receives a value after one or more writes; several writes between
+// two reads coalesce into one signal.
+func (s *Store) Changed() <-chan struct{} { return s.changed }
+
+func (s *Store) notify() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// ReplaceSource makes the objects of source exactly objs, in one transaction:
+// objects the source held before and no longer holds are deleted. An object
+// already stored under the same kind and key by another source is taken over.
+// It reports whether anything changed.
+func (s *Store) ReplaceSource(source string, objs []Object) (bool, error) {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	keep := map[string]bool{}
+	changed := false
+	for _, o := range objs {
+		keep[string(o.Kind)+"\x00"+o.Key()] = true
+		c, err := upsert(txn, source, o)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || c
+	}
+	for _, k := range Kinds {
+		it, err := txn.Get(string(k), "source", source)
+		if err != nil {
+			return false, fmt.Errorf("store: list %s of %s: %w", k, source, err)
+		}
+		var stale []*record
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			r := raw.(*record)
+			if !keep[string(k)+"\x00"+r.Key] {
+				stale = append(stale, r)
+			}
+		}
+		for _, r := range stale {
+			if err := txn.Delete(string(k), r); err != nil {
+				return false, fmt.Errorf("store: delete %s %s: %w", k, r.Key, err)
+			}
+			changed = true
+		}
+	}
+	if changed {
+		txn.Commit()
+		s.notify()
+	}
+	return changed, nil
+}
+
+// Upsert stores one object from source. It reports whether anything changed.
+func (s *Store) Upsert(source string, o Object) (bool, error) {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	changed, err := upsert(txn, source, o)
+	if err != nil || !changed {
+		return false, err
+	}
+	txn.Commit()
+	s.notify()
+	return true, nil
+}
+
+// Delete removes one object. It reports whether it was there.
+func (s *Store) Delete(kind Kind, namespace, name string) (bool, error) {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	raw, err := txn.First(string(kind), "id", namespace+"/"+name)
+	if err != nil {
+		return false, fmt.Errorf("store: get %s %s/%s: %w", kind, namespace, name, err)
+	}
+	if raw == nil {
+		return false, nil
+	}
+	if err := txn.Delete(string(kind), raw); err != nil {
+		return false, fmt.Errorf("store: delete %s %s/%s: %w", kind, namespace, name, err)
+	}
+	txn.Commit()
+	s.notify()
+	return true, nil
+}
+
+// Sources returns the source of every stored object of kind, by key.
+func (s *Store) Sources(kind Kind) map[string]string {
+	txn := s.db.Txn(false)
+	it, err := txn.Get(string(kind), "id")
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*record)
+		out[r.Key] = r.Source
+	}
+	return out
+}
+
+func upsert(txn *memdb.Txn, source string, o Object) (bool, error) {
+	if o.Value == nil {
+		return false, fmt.Errorf("store: %s %s has no value", o.Kind, o.Key())
+	}
+	r := &record{Key: o.Key(), Ref: refOf(o), Source: source, Value: o.Value}
+	old, err := txn.First(string(o.Kind), "id", r.Key)
+	if err != nil {
+		return false, fmt.Errorf("store: get %s %s: %w", o.Kind, r.Key, err)
+	}
+	if old != nil && sameRecord(old.(*record), r) {
+		return false, nil
+	}
+	if err := txn.Insert(string(o.Kind), r); err != nil {
+		return false, fmt.Errorf("store: insert %s %s: %w", o.Kind, r.Key, err)
+	}
+	return true, nil
+}
+
+// equalValues compares stored objects; the store only holds plain data.
+func equalValues(a, b any) bool { return reflect.DeepEqual(a, b) }
+
+func sameRecord(a, b *record) bool {
+	return a.Source == b.Source && a.Ref == b.Ref && equalValues(a.Value, b.Value)
+}
+
+// Snapshot returns a consistent read-only view of the store at this instant.
+// It is never affected by later writes.
+func (s *Store) Snapshot() *Snapshot { return &Snapshot{txn: s.db.Txn(false)} }
+
+// Snapshot is an immutable view of the store. Lists are sorted by
+// namespace/name. Callers must not modify returned objects.
+type Snapshot struct{ txn *memdb.Txn }
+
+func (sn *Snapshot) list(kind Kind, index string, args ...any) []any {
+	it, err := sn.txn.Get(string(kind), index, args...)
+	if err != nil {
+		// Only an unknown table or index fails here: a programming error.
+		panic(fmt.Sprintf("store: list %s by %s: %v", kind, index, err))
+	}
+	var out []*record
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*record))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	vals := make([]any, len(out))
+	for i, r := range out {
+		vals[i] = r.Value
+	}
+	return vals
+}
+
+func (sn *Snapshot) get(kind Kind, namespace, name string) any {
+	raw, err := sn.txn.First(string(kind), "id", namespace+"/"+name)
+	if err != nil {
+		panic(fmt.Sprintf("store: get %s: %v", kind, err))
+	}
+	if raw == nil {
+		return nil
+	}
+	return raw.(*record).Value
+}
+
+func listOf[T any](vals []any) []*T {
+	out := make([]*T, len(vals))
+	for i, v := range vals {
+		out[i] = v.(*T)
+	}
+	return out
+}
+
+// Services returns every Service.
+func (sn *Snapshot) Services() []*corev1.Service {
+	return listOf[corev1.Service](sn.list(KindService, "id"))
+}
+
+// Service returns the Service namespace/name, or nil.
+func (sn *Snapshot) Service(namespace, name string) *corev1.Service {
+	v, _ := sn.get(KindService, namespace, name).(*corev1.Service)
+	return v
+}
+
+// EndpointSlicesFor returns the EndpointSlices labelled for Service namespace/name.
+func (sn *Snapshot) EndpointSlicesFor(namespace, service string) []*discoveryv1.EndpointSlice {
+	return listOf[discoveryv1.EndpointSlice](sn.list(KindEndpointSlice, "ref", namespace+"/"+service))
+}
+
+// PodsIn returns the Pods of a namespace.
+func (sn *Snapshot) PodsIn(namespace string) []*corev1.Pod {
+	return listOf[corev1.Pod](sn.list(KindPod, "id_prefix", namespace+"/"))
+}
+
+// TrafficSplits returns every TrafficSplit.
+func (sn *Snapshot) TrafficSplits() []*smi.TrafficSplit {
+	return listOf[smi.TrafficSplit](sn.list(KindTrafficSplit, "id"))
+}
+
+// TrafficSplitsFor returns the TrafficSplits whose root is Service namespace/name.
+func (sn *Snapshot) TrafficSplitsFor(namespace, root string) []*smi.TrafficSplit {
+	return listOf[smi.TrafficSplit](sn.list(KindTrafficSplit, "ref", namespace+"/"+root))
+}
+
+// HTTPRouteGroups returns every HTTPRouteGroup.
+func (sn *Snapshot) HTTPRouteGroups() []*smi.HTTPRouteGroup {
+	return listOf[smi.HTTPRouteGroup](sn.list(KindHTTPRouteGroup, "id"))
+}
+
+// HTTPRouteGroup returns the HTTPRouteGroup namespace/name, or nil.
+func (sn *Snapshot) HTTPRouteGroup(namespace, name string) *smi.HTTPRouteGroup {
+	v, _ := sn.get(KindHTTPRouteGroup, namespace, name).(*smi.HTTPRouteGroup)
+	return v
+}
