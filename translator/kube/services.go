@@ -1,0 +1,249 @@
+// Package kube turns Kubernetes Services, EndpointSlices and Pods into IR
+// hosts and clusters: every port of every Service, with its ready endpoints.
+package kube
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/weir-mesh/weir/translator/ir"
+)
+
+// Objects is the read-only view of the store this package needs.
+type Objects interface {
+	Services() []*corev1.Service
+	EndpointSlicesFor(namespace, service string) []*discoveryv1.EndpointSlice
+	PodsIn(namespace string) []*corev1.Pod
+}
+
+// ClusterName returns the IR/Envoy name of a Service port's cluster.
+func ClusterName(namespace, service string, port uint32) string {
+	return fmt.Sprintf("outbound|%d||%s.%s.svc.cluster.local", port, service, namespace)
+}
+
+// HostName returns the IR name of a Service port.
+func HostName(namespace, service string, port uint32) string {
+	return fmt.Sprintf("%s.%s.svc.cluster.local:%d", service, namespace, port)
+}
+
+// Index holds every Service port as a host with a default route to its own
+// cluster, and lets front-ends resolve Service references.
+type Index struct {
+	Hosts    []ir.Host
+	Clusters map[string]*ir.Cluster
+	services map[string]*corev1.Service
+}
+
+// Build reads every Service of objs. The result is deterministic.
+func Build(objs Objects) *Index {
+	idx := &Index{Clusters: map[string]*ir.Cluster{}, services: map[string]*corev1.Service{}}
+	for _, svc := range objs.Services() {
+		if svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		idx.services[svc.Namespace+"/"+svc.Name] = svc
+		bare := barePortIndex(svc.Spec.Ports)
+		for i, sp := range svc.Spec.Ports {
+			c := buildCluster(objs, svc, sp)
+			idx.Clusters[c.Name] = c
+			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, c.Name))
+		}
+	}
+	sort.Slice(idx.Hosts, func(i, j int) bool { return idx.Hosts[i].Name < idx.Hosts[j].Name })
+	return idx
+}
+
+// Service returns the Service namespace/name, or nil.
+func (idx *Index) Service(namespace, name string) *corev1.Service {
+	return idx.services[namespace+"/"+name]
+}
+
+// SortedClusters returns the clusters sorted by name.
+func (idx *Index) SortedClusters() []ir.Cluster {
+	out := make([]ir.Cluster, 0, len(idx.Clusters))
+	for _, c := range idx.Clusters {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// barePortIndex picks the port that also answers to names without ":port":
+// port 80 if the Service has it, else its first port.
+func barePortIndex(ports []corev1.ServicePort) int {
+	for i, p := range ports {
+		if p.Port == 80 {
+			return i
+		}
+	}
+	return 0
+}
+
+func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, cluster string) ir.Host {
+	clusterIP := svc.Spec.ClusterIP
+	if clusterIP == corev1.ClusterIPNone {
+		clusterIP = ""
+	}
+	return ir.Host{
+		Name:      HostName(svc.Namespace, svc.Name, uint32(sp.Port)),
+		Service:   svc.Name,
+		Namespace: svc.Namespace,
+		Port:      uint32(sp.Port),
+		ClusterIP: clusterIP,
+		BareNames: bare,
+		Routes: []ir.Route{{
+			Name:     "Service/" + svc.Namespace + "/" + svc.Name,
+			Backends: []ir.Backend{{Cluster: cluster, Weight: 1}},
+		}},
+	}
+}
+
+func buildCluster(objs Objects, svc *corev1.Service, sp corev1.ServicePort) *ir.Cluster {
+	c := &ir.Cluster{
+		Name:      ClusterName(svc.Namespace, svc.Name, uint32(sp.Port)),
+		Service:   svc.Name,
+		Namespace: svc.Namespace,
+		Port:      uint32(sp.Port),
+		Protocol:  protocolOf(sp),
+	}
+	slices := objs.EndpointSlicesFor(svc.Namespace, svc.Name)
+	if len(slices) > 0 {
+		c.Endpoints = endpointsFromSlices(slices, sp.Name)
+	} else if len(svc.Spec.Selector) > 0 {
+		c.Endpoints = endpointsFromPods(objs.PodsIn(svc.Namespace), svc.Spec.Selector, sp)
+	}
+	c.Endpoints = sortedUnique(c.Endpoints)
+	return c
+}
+
+// protocolOf reads appProtocol, then the Istio port-name convention.
+func protocolOf(sp corev1.ServicePort) ir.Protocol {
+	if sp.AppProtocol != nil {
+		switch strings.ToLower(*sp.AppProtocol) {
+		case "grpc", "http2", "h2c", "kubernetes.io/h2c":
+			return ir.HTTP2
+		}
+	}
+	name := strings.ToLower(sp.Name)
+	for _, prefix := range []string{"grpc", "http2", "h2c"} {
+		if name == prefix || strings.HasPrefix(name, prefix+"-") {
+			return ir.HTTP2
+		}
+	}
+	return ir.HTTP1
+}
+
+// endpointsFromSlices returns the ready endpoints of the slices' port named
+// portName. A nil ready condition counts as ready, as the API documents.
+func endpointsFromSlices(slices []*discoveryv1.EndpointSlice, portName string) []ir.Endpoint {
+	var out []ir.Endpoint
+	for _, s := range slices {
+		if s.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		port, ok := slicePort(s.Ports, portName)
+		if !ok {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			zone := ""
+			if ep.Zone != nil {
+				zone = *ep.Zone
+			}
+			for _, addr := range ep.Addresses {
+				out = append(out, ir.Endpoint{Address: addr, Port: port, Zone: zone})
+			}
+		}
+	}
+	return out
+}
+
+func slicePort(ports []discoveryv1.EndpointPort, name string) (uint32, bool) {
+	for _, p := range ports {
+		pn := ""
+		if p.Name != nil {
+			pn = *p.Name
+		}
+		if pn == name && p.Port != nil {
+			return uint32(*p.Port), true
+		}
+	}
+	return 0, false
+}
+
+// endpointsFromPods selects ready Pods with an IP, for Services without
+// EndpointSlices (hand-written files).
+func endpointsFromPods(pods []*corev1.Pod, selector map[string]string, sp corev1.ServicePort) []ir.Endpoint {
+	sel := labels.SelectorFromSet(selector)
+	var out []ir.Endpoint
+	for _, pod := range pods {
+		if pod.Status.PodIP == "" || !podReady(pod) || !sel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		if port, ok := podTargetPort(pod, sp); ok {
+			out = append(out, ir.Endpoint{Address: pod.Status.PodIP, Port: port})
+		}
+	}
+	return out
+}
+
+// podReady is false for finished Pods and Pods whose Ready condition is False.
+func podReady(pod *corev1.Pod) bool {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return true
+}
+
+func podTargetPort(pod *corev1.Pod, sp corev1.ServicePort) (uint32, bool) {
+	tp := sp.TargetPort
+	if tp.StrVal == "" {
+		if tp.IntVal != 0 {
+			return uint32(tp.IntVal), true
+		}
+		return uint32(sp.Port), true
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == tp.StrVal {
+				return uint32(cp.ContainerPort), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// sortedUnique sorts endpoints by zone, address and port, and drops
+// duplicates (an address listed by two slices while they are rebalanced).
+func sortedUnique(eps []ir.Endpoint) []ir.Endpoint {
+	sort.Slice(eps, func(i, j int) bool {
+		if eps[i].Zone != eps[j].Zone {
+			return eps[i].Zone < eps[j].Zone
+		}
+		if eps[i].Address != eps[j].Address {
+			return eps[i].Address < eps[j].Address
+		}
+		return eps[i].Port < eps[j].Port
+	})
+	out := eps[:0]
+	for _, ep := range eps {
+		if n := len(out); n > 0 && ep.Address == out[n-1].Address && ep.Port == out[n-1].Port {
+			continue
+		}
+		out = append(out, ep)
+	}
+	return out
+}

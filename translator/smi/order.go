@@ -1,0 +1,90 @@
+package smi
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+
+	"github.com/weir-mesh/weir/translator/ir"
+	"github.com/weir-mesh/weir/translator/status"
+)
+
+// resolveConflicts rejects every split that claims the same root and the
+// same matches as an older one (creation time, then name, decides).
+func resolveConflicts(plans []*splitPlan) {
+	winners := map[string]*splitPlan{}
+	for _, p := range sortedByAge(plans) {
+		if p.failed() {
+			continue
+		}
+		k := p.ts.Namespace + "/" + p.ts.Spec.Service + "\x00" + p.key
+		if w, ok := winners[k]; ok {
+			p.fail(status.Condition{Type: status.Accepted, Status: status.False, Reason: ReasonConflicted,
+				Message: fmt.Sprintf("spec.matches: TrafficSplit %s/%s, which is older, already splits the same requests to Service %s", w.ts.Namespace, w.ts.Name, p.ts.Spec.Service)})
+			continue
+		}
+		winners[k] = p
+	}
+}
+
+func sortedByAge(plans []*splitPlan) []*splitPlan {
+	out := append([]*splitPlan(nil), plans...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].ts, out[j].ts
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+// orderRoutes puts the most specific matches first and a catch-all last:
+// an exact path before a path regex, a longer literal path prefix first, more
+// header conditions first, a method restriction first. Ties keep the order
+// in which splits were listed (namespace/name) and matches were written.
+func orderRoutes(routes []ir.Route) []ir.Route {
+	out := append([]ir.Route(nil), routes...)
+	sort.SliceStable(out, func(i, j int) bool {
+		return specificity(out[i].Match).moreThan(specificity(out[j].Match))
+	})
+	return out
+}
+
+type spec struct {
+	catchAll    bool
+	exactPath   bool
+	prefixLen   int
+	headers     int
+	hasMethods  bool
+	anyPathOnly bool
+}
+
+func specificity(m ir.Match) spec {
+	s := spec{catchAll: m.IsCatchAll(), headers: len(m.Headers), hasMethods: len(m.Methods) > 0, anyPathOnly: m.PathRegex == ""}
+	if m.PathRegex != "" {
+		if re, err := regexp.Compile(m.PathRegex); err == nil {
+			prefix, complete := re.LiteralPrefix()
+			s.prefixLen, s.exactPath = len(prefix), complete
+		}
+	}
+	return s
+}
+
+func (a spec) moreThan(b spec) bool {
+	switch {
+	case a.catchAll != b.catchAll:
+		return b.catchAll
+	case a.anyPathOnly != b.anyPathOnly:
+		return b.anyPathOnly
+	case a.exactPath != b.exactPath:
+		return a.exactPath
+	case a.prefixLen != b.prefixLen:
+		return a.prefixLen > b.prefixLen
+	case a.headers != b.headers:
+		return a.headers > b.headers
+	case a.hasMethods != b.hasMethods:
+		return a.hasMethods
+	}
+	return false
+}

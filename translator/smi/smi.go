@@ -1,0 +1,177 @@
+// Package smi is the front-end for SMI TrafficSplit and HTTPRouteGroup: it
+// turns them into IR routes on their root Service's hosts, plus status.
+//
+// Semantics follow osm-edge: spec.service is the root Service whose names are
+// routed; backends are per-version Services with relative integer weights;
+// a split with matches applies only to requests matching one of its
+// HTTPRouteGroups' matches, and such routes come before the catch-all.
+package smi
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	smiapi "github.com/weir-mesh/weir/api/smi"
+	"github.com/weir-mesh/weir/translator/ir"
+	"github.com/weir-mesh/weir/translator/kube"
+	"github.com/weir-mesh/weir/translator/status"
+)
+
+// Objects is the read-only view of the store this front-end needs.
+type Objects interface {
+	TrafficSplits() []*smiapi.TrafficSplit
+	HTTPRouteGroups() []*smiapi.HTTPRouteGroup
+}
+
+// Reasons in the conditions this front-end writes.
+const (
+	ReasonAccepted          = "Accepted"
+	ReasonResolvedRefs      = "ResolvedRefs"
+	ReasonInvalidWeight     = "InvalidWeight"
+	ReasonNoBackends        = "NoBackends"
+	ReasonRootNotFound      = "RootNotFound"
+	ReasonBackendNotFound   = "BackendNotFound"
+	ReasonPortNotFound      = "PortNotFound"
+	ReasonInvalidKind       = "InvalidKind"
+	ReasonRouteGroupMissing = "RouteGroupNotFound"
+	ReasonInvalidRouteGroup = "InvalidRouteGroup"
+	ReasonInvalidMatch      = "InvalidMatch"
+	ReasonConflicted        = "Conflicted"
+	ReasonNoReadyEndpoints  = "NoReadyEndpoints"
+
+	// BackendsReady is False when a backend of an accepted split has no
+	// ready endpoint: its share of requests fails with 503.
+	BackendsReady = "BackendsReady"
+)
+
+// Result is what the front-end produced.
+type Result struct {
+	// Routes maps a host name to the split routes for it, in match order. A
+	// host with no entry keeps its default route.
+	Routes map[string][]ir.Route
+	// Status has one entry per TrafficSplit and HTTPRouteGroup.
+	Status []status.Object
+}
+
+// Translate reads every TrafficSplit and HTTPRouteGroup. It is pure.
+func Translate(objs Objects, services *kube.Index) Result {
+	groups, groupStatus := translateGroups(objs.HTTPRouteGroups())
+	var plans []*splitPlan
+	for _, ts := range objs.TrafficSplits() {
+		plans = append(plans, planSplit(ts, groups, services))
+	}
+	resolveConflicts(plans)
+	res := Result{Routes: map[string][]ir.Route{}, Status: groupStatus}
+	for _, p := range plans {
+		if p.failed() {
+			res.Status = append(res.Status, p.status)
+			continue
+		}
+		p.accept(services)
+		res.Status = append(res.Status, p.status)
+		for host, routes := range p.routes() {
+			res.Routes[host] = append(res.Routes[host], routes...)
+		}
+	}
+	for host, routes := range res.Routes {
+		res.Routes[host] = orderRoutes(routes)
+	}
+	return res
+}
+
+func objectStatus(kind, namespace, name string) status.Object {
+	return status.Object{Kind: kind, Namespace: namespace, Name: name}
+}
+
+func rejected(reason, format string, args ...any) status.Condition {
+	return status.Condition{Type: status.Accepted, Status: status.False, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// group is a validated HTTPRouteGroup: its matches, or the condition that
+// rejected it.
+type group struct {
+	matches []ir.Match
+	invalid *status.Condition
+}
+
+func translateGroups(in []*smiapi.HTTPRouteGroup) (map[string]group, []status.Object) {
+	out := map[string]group{}
+	var st []status.Object
+	for _, g := range in {
+		s := objectStatus(smiapi.HTTPRouteGroupKind, g.Namespace, g.Name)
+		matches, bad := translateMatches(g.Spec.Matches)
+		if bad != nil {
+			s.Set(*bad)
+		} else {
+			s.Set(status.Condition{Type: status.Accepted, Status: status.True, Reason: ReasonAccepted, Message: fmt.Sprintf("%d matches", len(matches))})
+		}
+		out[g.Namespace+"/"+g.Name] = group{matches: matches, invalid: bad}
+		st = append(st, s)
+	}
+	return out, st
+}
+
+func translateMatches(in []smiapi.HTTPMatch) ([]ir.Match, *status.Condition) {
+	if len(in) == 0 {
+		c := rejected(ReasonInvalidMatch, "spec.matches: must list at least one match")
+		return nil, &c
+	}
+	out := make([]ir.Match, 0, len(in))
+	for i, m := range in {
+		field := fmt.Sprintf("spec.matches[%d]", i)
+		if m.PathRegex != "" {
+			if _, err := regexp.Compile(m.PathRegex); err != nil {
+				c := rejected(ReasonInvalidMatch, "%s.pathRegex: %q is not a valid RE2 expression: %v", field, m.PathRegex, err)
+				return nil, &c
+			}
+		}
+		match := ir.Match{PathRegex: m.PathRegex, Methods: normalizeMethods(m.Methods)}
+		for _, h := range m.Headers {
+			if _, err := regexp.Compile(h.ValueRegex); err != nil {
+				c := rejected(ReasonInvalidMatch, "%s.headers[%s]: %q is not a valid RE2 expression: %v", field, h.Name, h.ValueRegex, err)
+				return nil, &c
+			}
+			match.Headers = append(match.Headers, ir.HeaderMatch{Name: strings.ToLower(h.Name), ValueRegex: h.ValueRegex})
+		}
+		if isMatchAllRegex(match.PathRegex) {
+			match.PathRegex = ""
+		}
+		out = append(out, match)
+	}
+	return out, nil
+}
+
+// normalizeMethods upper-cases and sorts methods; "*" accepts any (nil).
+func normalizeMethods(in []string) []string {
+	var out []string
+	for _, m := range in {
+		if m == "*" {
+			return nil
+		}
+		out = append(out, strings.ToUpper(m))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// isMatchAllRegex reports whether a path regex accepts every path.
+func isMatchAllRegex(re string) bool {
+	switch re {
+	case ".*", "^.*$", "/.*", "^/.*$", ".+", "/.+":
+		return true
+	}
+	return false
+}
+
+// matchKey is a canonical form of a list of matches, used to detect two
+// splits claiming the same requests.
+func matchKey(ms []ir.Match) string {
+	keys := make([]string, len(ms))
+	for i, m := range ms {
+		keys[i] = fmt.Sprintf("%q %q %q", m.PathRegex, m.Methods, m.Headers)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, "|")
+}

@@ -1,0 +1,71 @@
+// Package status holds the user-facing conditions the translator computes for
+// each input object.
+package status
+
+import "sort"
+
+// Condition types, statuses and reasons shared by every front-end.
+const (
+	Accepted     = "Accepted"
+	ResolvedRefs = "ResolvedRefs"
+
+	True  = "True"
+	False = "False"
+)
+
+// Condition is one observation about an object, in the shape of
+// metav1.Condition without times.
+type Condition struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// Object is the status of one input object.
+type Object struct {
+	Kind       string      `json:"kind"`
+	Namespace  string      `json:"namespace"`
+	Name       string      `json:"name"`
+	Conditions []Condition `json:"conditions"`
+}
+
+// Set records c on o, replacing a condition of the same type.
+func (o *Object) Set(c Condition) {
+	for i := range o.Conditions {
+		if o.Conditions[i].Type == c.Type {
+			o.Conditions[i] = c
+			return
+		}
+	}
+	o.Conditions = append(o.Conditions, c)
+}
+
+// Get returns the condition of type t, or nil.
+func (o *Object) Get(t string) *Condition {
+	for i := range o.Conditions {
+		if o.Conditions[i].Type == t {
+			return &o.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// Sort orders objects by kind, namespace, name and each object's conditions
+// by type, so that output is deterministic.
+func Sort(objs []Object) {
+	sort.Slice(objs, func(i, j int) bool {
+		a, b := objs[i], objs[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	for i := range objs {
+		c := objs[i].Conditions
+		sort.Slice(c, func(x, y int) bool { return c[x].Type < c[y].Type })
+	}
+}

@@ -1,0 +1,52 @@
+// Package translator turns the objects weir reads into the IR and the status
+// conditions of each object. It is pure: the same objects give the same
+// result, byte for byte.
+package translator
+
+import (
+	"github.com/weir-mesh/weir/translator/ir"
+	"github.com/weir-mesh/weir/translator/kube"
+	"github.com/weir-mesh/weir/translator/smi"
+	"github.com/weir-mesh/weir/translator/status"
+)
+
+// Objects is a consistent, read-only view of every input object. Lists are
+// sorted by namespace/name. The store's snapshot implements it.
+type Objects interface {
+	kube.Objects
+	smi.Objects
+}
+
+// Result is one translation: the IR, and the status of every policy object.
+type Result struct {
+	IR     *ir.IR
+	Status []status.Object
+}
+
+// Translate reads objs and returns the IR and status. It never fails: a
+// user's mistake is a condition in Status, and the rest still translates.
+func Translate(objs Objects) Result {
+	services := kube.Build(objs)
+	split := smi.Translate(objs, services)
+	hosts := make([]ir.Host, len(services.Hosts))
+	for i, h := range services.Hosts {
+		hosts[i] = withPolicyRoutes(h, split.Routes[h.Name])
+	}
+	st := split.Status
+	status.Sort(st)
+	return Result{IR: &ir.IR{Hosts: hosts, Clusters: services.SortedClusters()}, Status: st}
+}
+
+// withPolicyRoutes puts a policy's routes in front of the host's default
+// route, which is dropped when the policy has its own catch-all.
+func withPolicyRoutes(h ir.Host, routes []ir.Route) ir.Host {
+	if len(routes) == 0 {
+		return h
+	}
+	out := append([]ir.Route(nil), routes...)
+	if !out[len(out)-1].Match.IsCatchAll() {
+		out = append(out, h.Routes...)
+	}
+	h.Routes = out
+	return h
+}
