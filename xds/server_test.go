@@ -1,0 +1,172 @@
+package xds
+
+import (
+	"io"
+	"log/slog"
+	"sort"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/translator/ir"
+)
+
+func quietServer(grace time.Duration) *Server {
+	return NewServer(Options{ClusterGrace: grace, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+func node(t *testing.T, id string, md map[string]any) *corev3.Node {
+	t.Helper()
+	s, err := structpb.NewStruct(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev3.Node{Id: id, Metadata: s}
+}
+
+// twoVersions routes host web to clusters a and b by weight.
+func twoVersions(wa, wb uint32) *ir.IR {
+	var backends []ir.Backend
+	if wa > 0 {
+		backends = append(backends, ir.Backend{Cluster: "a", Weight: wa})
+	}
+	if wb > 0 {
+		backends = append(backends, ir.Backend{Cluster: "b", Weight: wb})
+	}
+	var clusters []ir.Cluster
+	for _, b := range backends {
+		clusters = append(clusters, ir.Cluster{Name: b.Cluster, Endpoints: []ir.Endpoint{{Address: "127.0.0.1", Port: 8080}}})
+	}
+	return &ir.IR{
+		Hosts:    []ir.Host{{Name: "web.default.svc.cluster.local:80", Service: "web", Namespace: "default", Port: 80, Routes: []ir.Route{{Name: "r", Backends: backends}}}},
+		Clusters: clusters,
+	}
+}
+
+func clusterNames(t *testing.T, s *Server, nodeID string) []string {
+	t.Helper()
+	snap, err := s.cache.GetSnapshot(nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name := range snap.GetResources(resourcev3.ClusterType) {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestInvalidConfigurationKeepsLastGood(t *testing.T) {
+	s := quietServer(0)
+	s.Update(twoVersions(90, 10))
+	if err := s.registerNode(node(t, "n1", map[string]any{MetaRole: "sidecar"})); err != nil {
+		t.Fatal(err)
+	}
+	good := s.SnapshotVersions("n1")
+
+	broken := twoVersions(90, 10)
+	broken.Clusters = broken.Clusters[:1] // the route still uses "b"
+	s.Update(broken)
+	if diff := cmp.Diff(good, s.SnapshotVersions("n1")); diff != "" {
+		t.Errorf("an invalid configuration was published (-last good +now):\n%s", diff)
+	}
+
+	s.Update(twoVersions(50, 50))
+	if s.SnapshotVersions("n1")[resourcev3.RouteType] == good[resourcev3.RouteType] {
+		t.Error("a valid configuration after an invalid one was not published")
+	}
+}
+
+func TestVersionsAreContentHashes(t *testing.T) {
+	a, b := quietServer(0), quietServer(0)
+	for _, s := range []*Server{a, b} {
+		s.Update(twoVersions(75, 25))
+		if err := s.registerNode(node(t, "n1", map[string]any{MetaRole: "sidecar"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(a.SnapshotVersions("n1"), b.SnapshotVersions("n1")); diff != "" {
+		t.Errorf("two servers with the same input publish different versions:\n%s", diff)
+	}
+	before := a.SnapshotVersions("n1")
+	a.Update(twoVersions(70, 30))
+	after := a.SnapshotVersions("n1")
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType} {
+		if before[typ] != after[typ] {
+			t.Errorf("%s version changed on a weight change", typ)
+		}
+	}
+	if before[resourcev3.RouteType] == after[resourcev3.RouteType] {
+		t.Error("route version did not change on a weight change")
+	}
+}
+
+func TestRemovedClusterIsServedDuringGrace(t *testing.T) {
+	s := quietServer(time.Hour)
+	clock := time.Unix(1000, 0)
+	s.now = func() time.Time { return clock }
+	s.Update(twoVersions(50, 50))
+	if err := s.registerNode(node(t, "n1", map[string]any{MetaRole: "sidecar"})); err != nil {
+		t.Fatal(err)
+	}
+	s.Update(twoVersions(100, 0))
+	if diff := cmp.Diff([]string{"a", "b"}, clusterNames(t, s, "n1")); diff != "" {
+		t.Errorf("cluster b left in the same push as the route that stopped using it:\n%s", diff)
+	}
+	clock = clock.Add(time.Hour)
+	s.retire()
+	if diff := cmp.Diff([]string{"a"}, clusterNames(t, s, "n1")); diff != "" {
+		t.Errorf("cluster b still served after its grace period:\n%s", diff)
+	}
+}
+
+func TestProxyKey(t *testing.T) {
+	opts := Options{OutboundAddress: "127.0.0.1", OutboundPort: 15001}
+	tests := map[string]struct {
+		node    *corev3.Node
+		want    envoy.Proxy
+		wantErr bool
+	}{
+		"sidecar with namespace and port": {
+			node: node(t, "a", map[string]any{MetaRole: "sidecar", MetaNamespace: "shop", MetaOutboundPort: "16001"}),
+			want: envoy.Proxy{Role: envoy.Sidecar, Namespace: "shop", OutboundAddress: "127.0.0.1", OutboundPort: 16001},
+		},
+		"numeric port": {
+			node: node(t, "a", map[string]any{MetaRole: "sidecar", MetaOutboundPort: 16002}),
+			want: envoy.Proxy{Role: envoy.Sidecar, OutboundAddress: "127.0.0.1", OutboundPort: 16002},
+		},
+		"no role: sidecar": {
+			node: node(t, "a", map[string]any{}),
+			want: envoy.Proxy{Role: envoy.Sidecar, OutboundAddress: "127.0.0.1", OutboundPort: 15001},
+		},
+		"no role, gRPC user agent": {
+			node: &corev3.Node{Id: "a", UserAgentName: "gRPC Go"},
+			want: envoy.Proxy{Role: envoy.GRPC},
+		},
+		"grpc ignores outbound settings": {
+			node: node(t, "a", map[string]any{MetaRole: "grpc", MetaNamespace: "x", MetaOutboundPort: "1"}),
+			want: envoy.Proxy{Role: envoy.GRPC, Namespace: "x"},
+		},
+		"unknown role": {node: node(t, "a", map[string]any{MetaRole: "router"}), wantErr: true},
+		"bad port":     {node: node(t, "a", map[string]any{MetaOutboundPort: "http"}), wantErr: true},
+		"port too big": {node: node(t, "a", map[string]any{MetaOutboundPort: 70000}), wantErr: true},
+		"no id":        {node: &corev3.Node{}, wantErr: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := proxyKey(tc.node, opts)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
