@@ -1,0 +1,224 @@
+// Package serve runs weir's control plane: a source feeding the store, the
+// translation loop, the ADS server and the admin endpoints.
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/weir-mesh/weir/translator"
+	"github.com/weir-mesh/weir/translator/status"
+	"github.com/weir-mesh/weir/watcher"
+	"github.com/weir-mesh/weir/xds"
+)
+
+// Config is what `weir serve` takes.
+type Config struct {
+	// Dir is the directory of manifests the file source reads.
+	Dir string
+	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
+	XDSAddr   string
+	AdminAddr string
+	// OutboundAddress and OutboundPort are the sidecar listener defaults.
+	OutboundAddress string
+	OutboundPort    uint32
+	// ClusterGrace is how long an unused cluster is still served.
+	ClusterGrace time.Duration
+	// Debounce is how long the first change waits for more; DebounceMax
+	// bounds the wait under a steady stream of changes.
+	Debounce    time.Duration
+	DebounceMax time.Duration
+	Logger      *slog.Logger
+}
+
+// Server is a running control plane. Create it with New, then Run it.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *watcher.Store
+	files    *watcher.FileSource
+	xds      *xds.Server
+	xdsLis   net.Listener
+	adminLis net.Listener
+
+	mu     sync.Mutex
+	status []status.Object
+	ready  bool
+}
+
+// New binds the listeners; nothing is served until Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("serve: no source: give a directory of manifests")
+	}
+	store, err := watcher.NewStore()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, store: store}
+	s.files = &watcher.FileSource{Dir: cfg.Dir, Store: store, Logger: cfg.Logger}
+	s.xds = xds.NewServer(xds.Options{
+		OutboundAddress: cfg.OutboundAddress, OutboundPort: cfg.OutboundPort,
+		ClusterGrace: cfg.ClusterGrace, Logger: cfg.Logger,
+	})
+	if s.xdsLis, err = net.Listen("tcp", cfg.XDSAddr); err != nil {
+		return nil, fmt.Errorf("serve: xds listener: %w", err)
+	}
+	if s.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		s.xdsLis.Close()
+		return nil, fmt.Errorf("serve: admin listener: %w", err)
+	}
+	return s, nil
+}
+
+// XDSAddr is the address the ADS server listens on.
+func (s *Server) XDSAddr() string { return s.xdsLis.Addr().String() }
+
+// AdminAddr is the address of the admin HTTP endpoints.
+func (s *Server) AdminAddr() string { return s.adminLis.Addr().String() }
+
+// XDS is the ADS server, for tests that inspect proxy state.
+func (s *Server) XDS() *xds.Server { return s.xds }
+
+// Run serves until ctx is done, then returns nil; it returns an error if a
+// part fails to start or stops on its own.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	loaded := make(chan struct{})
+	go func() { errc <- s.files.Run(ctx, loaded) }()
+	go func() { errc <- s.xds.Serve(ctx, s.xdsLis) }()
+	go func() { errc <- s.serveAdmin(ctx) }()
+	go func() {
+		select {
+		case <-loaded:
+			errc <- s.translateLoop(ctx)
+		case <-ctx.Done():
+			errc <- nil
+		}
+	}()
+	var first error
+	for i := 0; i < 4; i++ {
+		err := <-errc
+		if first == nil && (err != nil || ctx.Err() == nil) {
+			first = err
+			if first == nil {
+				first = errors.New("serve: a component stopped unexpectedly")
+			}
+		}
+		cancel()
+	}
+	return first
+}
+
+// translateLoop translates once now and again after every burst of changes.
+func (s *Server) translateLoop(ctx context.Context) error {
+	s.translate()
+	for {
+		if !debounce(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax) {
+			return nil
+		}
+		s.translate()
+	}
+}
+
+func (s *Server) translate() {
+	start := time.Now()
+	res := translator.Translate(s.store.Snapshot())
+	s.xds.Update(res.IR)
+	s.mu.Lock()
+	s.status, s.ready = res.Status, true
+	s.mu.Unlock()
+	s.logRejected(res.Status)
+	s.log.Info("translated", "hosts", len(res.IR.Hosts), "clusters", len(res.IR.Clusters), "took", time.Since(start).Round(time.Microsecond))
+}
+
+func (s *Server) logRejected(objs []status.Object) {
+	for _, o := range objs {
+		if c := o.Get(status.Accepted); c != nil && c.Status == status.False {
+			s.log.Warn("object not accepted", "kind", o.Kind, "namespace", o.Namespace, "name", o.Name, "reason", c.Reason, "message", c.Message)
+		}
+	}
+}
+
+// debounce waits for a change, then for quiet lasting wait, never longer
+// than max in total. It returns false when ctx is done.
+func debounce(ctx context.Context, changed <-chan struct{}, wait, max time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+	}
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	for {
+		quiet := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			quiet.Stop()
+			return false
+		case <-changed:
+			quiet.Stop()
+		case <-quiet.C:
+			return true
+		case <-deadline.C:
+			quiet.Stop()
+			return true
+		}
+	}
+}
+
+func (s *Server) serveAdmin(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", s.readyz)
+	mux.Handle("/debug/proxies", s.xds.ProxiesHandler())
+	mux.HandleFunc("/debug/status", s.debugStatus)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown) // best effort: the process is stopping
+	}()
+	if err := srv.Serve(s.adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: admin: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	ready := s.ready
+	s.mu.Unlock()
+	if !ready {
+		http.Error(w, "not ready: first translation pending", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) debugStatus(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	st := s.status
+	s.mu.Unlock()
+	errs := map[string]string{}
+	for file, err := range s.files.Errors() {
+		errs[file] = err.Error()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(map[string]any{"status": st, "fileErrors": errs}) // client gone
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/weir-mesh/weir/translator"
+	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/watcher"
+)
+
+func runTranslate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("translate", stderr)
+	path := fs.String("f", "", "a manifest file or a directory of them (required)")
+	format := fs.String("o", "json", "output format: json or yaml")
+	proxyNamespace := fs.String("proxy-namespace", "default", "namespace of the sidecar the resources are built for")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("translate: -f PATH is required")
+	}
+	if *format != "json" && *format != "yaml" {
+		return fmt.Errorf("translate: -o %q: want json or yaml", *format)
+	}
+	out, err := translatePath(*path, *proxyNamespace, stderr)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return fmt.Errorf("translate: encode: %w", err)
+	}
+	if *format == "yaml" {
+		if b, err = yaml.JSONToYAML(b); err != nil {
+			return fmt.Errorf("translate: encode: %w", err)
+		}
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", b)
+	return err
+}
+
+// translatePath loads manifests offline and renders every role.
+func translatePath(path, proxyNamespace string, stderr io.Writer) (*translator.Output, error) {
+	objs, warnings, err := watcher.LoadPath(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	store, err := watcher.NewStore()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.ReplaceSource(path, objs); err != nil {
+		return nil, err
+	}
+	res := translator.Translate(store.Snapshot())
+	return translator.Render(res, []envoy.Proxy{
+		{Role: envoy.Sidecar, Namespace: proxyNamespace, OutboundAddress: "127.0.0.1", OutboundPort: envoy.DefaultOutboundPort},
+		{Role: envoy.GRPC},
+	})
+}
