@@ -111,13 +111,18 @@ func newProxyTracker(log *slog.Logger) *proxyTracker {
 	return &proxyTracker{log: log, nodes: map[string]*ProxyStatus{}, streams: map[int64]string{}}
 }
 
-// stream binds a stream to its node; it reports whether it is the first time.
-func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy) bool {
+// known reports whether stream id is bound to a node.
+func (t *proxyTracker) known(id int64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.streams[id]; ok {
-		return false
-	}
+	_, ok := t.streams[id]
+	return ok
+}
+
+// stream binds a new stream to its node.
+func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.streams[id] = node.GetId()
 	ps, ok := t.nodes[node.GetId()]
 	if !ok {
@@ -126,7 +131,6 @@ func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy) bool
 		t.nodes[node.GetId()] = ps
 	}
 	ps.Streams++
-	return true
 }
 
 // closed unbinds a stream; it returns the node id when its last stream closed.
@@ -202,13 +206,16 @@ func copyMap(m map[string]string) map[string]string {
 // callbacks wires go-control-plane's stream events to the tracker and makes
 // sure a node has a snapshot before its first watch is created.
 func (s *Server) callbacks() serverv3.Callbacks {
+	// Only a stream's first request is sure to carry the node: the delta
+	// server calls back before filling it in on later ones.
 	onRequest := func(id int64, node *corev3.Node, typeURL, version, nonce, errDetail string) error {
-		key, err := proxyKey(node, s.opts)
-		if err != nil {
-			s.log.Warn("xds: refusing proxy", "err", err)
-			return err
-		}
-		if s.proxies.stream(id, node, key) {
+		if !s.proxies.known(id) {
+			key, err := proxyKey(node, s.opts)
+			if err != nil {
+				s.log.Warn("xds: refusing proxy", "err", err)
+				return err
+			}
+			s.proxies.stream(id, node, key)
 			if err := s.registerNode(node); err != nil {
 				return err
 			}
