@@ -31,6 +31,7 @@ func Translate(objs Objects) Result {
 	hosts := make([]ir.Host, len(services.Hosts))
 	for i, h := range services.Hosts {
 		hosts[i] = withPolicyRoutes(h, split.Routes[h.Name])
+		hosts[i].Standby = withoutRouted(split.Standby[h.Name], hosts[i].Routes)
 	}
 	st := split.Status
 	status.Sort(st)
@@ -49,4 +50,21 @@ func withPolicyRoutes(h ir.Host, routes []ir.Route) ir.Host {
 	}
 	h.Routes = out
 	return h
+}
+
+// withoutRouted drops the standby clusters some route already sends to.
+func withoutRouted(standby []string, routes []ir.Route) []string {
+	routed := map[string]bool{}
+	for _, r := range routes {
+		for _, b := range r.Backends {
+			routed[b.Cluster] = true
+		}
+	}
+	var out []string
+	for _, c := range standby {
+		if !routed[c] {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -16,9 +16,9 @@ import (
 
 // API groups and kinds.
 const (
-	SplitGroup        = "split.smi-spec.io"
-	SpecsGroup        = "specs.smi-spec.io"
-	TrafficSplitKind  = "TrafficSplit"
+	SplitGroup         = "split.smi-spec.io"
+	SpecsGroup         = "specs.smi-spec.io"
+	TrafficSplitKind   = "TrafficSplit"
 	HTTPRouteGroupKind = "HTTPRouteGroup"
 )
 

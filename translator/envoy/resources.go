@@ -99,6 +99,9 @@ func referencedClusters(hosts []ir.Host) map[string]bool {
 				used[b.Cluster] = true
 			}
 		}
+		for _, c := range h.Standby {
+			used[c] = true
+		}
 	}
 	return used
 }

@@ -66,11 +66,32 @@ func hostPortName(ip string) string {
 }
 
 // buildAPIRouteConfig is the route configuration of a gRPC API listener.
+// grpc-go sets up a cluster only when a route names it, and fails the first
+// RPCs a route sends to a cluster it has just set up; a standby route, which
+// no request reaches, makes it set up weight-0 backends ahead of time.
 func buildAPIRouteConfig(h ir.Host) *routev3.RouteConfiguration {
-	return &routev3.RouteConfiguration{
-		Name:         h.Name,
-		VirtualHosts: []*routev3.VirtualHost{buildVirtualHost(h, []string{"*"})},
+	vh := buildVirtualHost(h, []string{"*"})
+	if len(h.Standby) > 0 {
+		vh.Routes = append(vh.Routes, buildStandbyRoute(h.Standby))
 	}
+	return &routev3.RouteConfiguration{Name: h.Name, VirtualHosts: []*routev3.VirtualHost{vh}}
+}
+
+// standbyHeader is never sent; requiring it keeps the standby route
+// unreachable even if it were not last.
+const standbyHeader = "x-weir-standby-never-sent"
+
+func buildStandbyRoute(clusters []string) *routev3.Route {
+	backends := make([]ir.Backend, len(clusters))
+	for i, c := range clusters {
+		backends[i] = ir.Backend{Cluster: c, Weight: 1}
+	}
+	r := buildRoute(ir.Route{Name: "standby", Backends: backends})
+	r.Match.Headers = []*routev3.HeaderMatcher{{
+		Name:                 standbyHeader,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
+	}}
+	return r
 }
 
 func buildVirtualHost(h ir.Host, domains []string) *routev3.VirtualHost {

@@ -22,6 +22,11 @@ type Host struct {
 	// the Service's names without ":port" (port 80, else the first port).
 	BareNames bool
 	Routes    []Route
+	// Standby lists, sorted, clusters that policies name with weight 0: no
+	// request goes there now, but a weight change may send some soon, so
+	// proxies that set clusters up lazily (proxyless gRPC) should prepare
+	// them.
+	Standby []string
 }
 
 // Route sends requests matching Match to weighted Backends.

@@ -51,6 +51,8 @@ type Result struct {
 	// Routes maps a host name to the split routes for it, in match order. A
 	// host with no entry keeps its default route.
 	Routes map[string][]ir.Route
+	// Standby maps a host name to the clusters of its weight-0 backends.
+	Standby map[string][]string
 	// Status has one entry per TrafficSplit and HTTPRouteGroup.
 	Status []status.Object
 }
@@ -63,7 +65,7 @@ func Translate(objs Objects, services *kube.Index) Result {
 		plans = append(plans, planSplit(ts, groups, services))
 	}
 	resolveConflicts(plans)
-	res := Result{Routes: map[string][]ir.Route{}, Status: groupStatus}
+	res := Result{Routes: map[string][]ir.Route{}, Standby: map[string][]string{}, Status: groupStatus}
 	for _, p := range plans {
 		if p.failed() {
 			res.Status = append(res.Status, p.status)
@@ -74,9 +76,15 @@ func Translate(objs Objects, services *kube.Index) Result {
 		for host, routes := range p.routes() {
 			res.Routes[host] = append(res.Routes[host], routes...)
 		}
+		for host, clusters := range p.standby {
+			res.Standby[host] = append(res.Standby[host], clusters...)
+		}
 	}
 	for host, routes := range res.Routes {
 		res.Routes[host] = orderRoutes(routes)
+	}
+	for host, clusters := range res.Standby {
+		res.Standby[host] = sortedUnique(clusters)
 	}
 	return res
 }
@@ -174,4 +182,15 @@ func matchKey(ms []ir.Match) string {
 	}
 	sort.Strings(keys)
 	return strings.Join(keys, "|")
+}
+
+func sortedUnique(in []string) []string {
+	sort.Strings(in)
+	out := in[:0]
+	for _, s := range in {
+		if len(out) == 0 || out[len(out)-1] != s {
+			out = append(out, s)
+		}
+	}
+	return out
 }

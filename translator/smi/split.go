@@ -24,6 +24,8 @@ type splitPlan struct {
 	hostBackends map[string][]ir.Backend
 	// backendIndex maps a cluster name to its index in spec.backends.
 	backendIndex map[string]int
+	// standby maps each root host name to the clusters of weight-0 backends.
+	standby map[string][]string
 }
 
 func (p *splitPlan) failed() bool {
@@ -45,6 +47,7 @@ func planSplit(ts *smiapi.TrafficSplit, groups map[string]group, services *kube.
 		status:       objectStatus(smiapi.TrafficSplitKind, ts.Namespace, ts.Name),
 		hostBackends: map[string][]ir.Backend{},
 		backendIndex: map[string]int{},
+		standby:      map[string][]string{},
 	}
 	if !p.checkWeights() || !p.resolveMatches(groups) || !p.resolveRoot(services) {
 		return p
@@ -137,10 +140,11 @@ func (p *splitPlan) resolveBackends(services *kube.Index) {
 				p.unresolved(ReasonPortNotFound, "%s: Service %s/%s has no port matching root port %d (%q)", field, svc.Namespace, svc.Name, rp.Port, rp.Name)
 				return
 			}
+			cluster := kube.ClusterName(svc.Namespace, svc.Name, port)
 			if b.Weight == 0 {
+				p.standby[host] = append(p.standby[host], cluster)
 				continue
 			}
-			cluster := kube.ClusterName(svc.Namespace, svc.Name, port)
 			p.backendIndex[cluster] = i
 			p.hostBackends[host] = append(p.hostBackends[host], ir.Backend{Cluster: cluster, Weight: uint32(b.Weight)})
 		}
