@@ -134,8 +134,9 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 	}
 }
 
-// ackedVersions waits until node has ACKed every type weir published for it
-// and at least one version differs from prev (nil prev: any published
+// ackedVersions waits until node has ACKed, for every type, the version
+// weir wants it to have (past any intermediate push step), and at least one
+// version differs from prev (nil prev: any published
 // configuration). It returns the ACKed versions and fails on a NACK.
 func ackedVersions(t testing.TB, srv *xds.Server, nodeID string, prev map[string]string, types ...string) map[string]string {
 	t.Helper()
@@ -154,11 +155,11 @@ func ackedVersions(t testing.TB, srv *xds.Server, nodeID string, prev map[string
 		if ps.LastNack != nil {
 			t.Fatalf("node %s NACKed %s: %s", nodeID, ps.LastNack.TypeURL, ps.LastNack.Message)
 		}
-		published := srv.SnapshotVersions(nodeID)
+		published, desired := srv.SnapshotVersions(nodeID), srv.DesiredVersions(nodeID)
 		changed := prev == nil
 		for _, typ := range types {
-			if published[typ] == "" || ps.Acked[typ] != published[typ] {
-				return fmt.Errorf("%s: published %q, acked %q", typ, published[typ], ps.Acked[typ])
+			if published[typ] == "" || published[typ] != desired[typ] || ps.Acked[typ] != published[typ] {
+				return fmt.Errorf("%s: desired %q, published %q, acked %q", typ, desired[typ], published[typ], ps.Acked[typ])
 			}
 			changed = changed || prev[typ] != published[typ]
 		}

@@ -82,6 +82,7 @@ type ProxyStatus struct {
 	NodeID         string    `json:"nodeId"`
 	Role           string    `json:"role"`
 	Namespace      string    `json:"namespace,omitempty"`
+	Delta          bool      `json:"delta"`
 	ConnectedSince time.Time `json:"connectedSince"`
 	Streams        int       `json:"streams"`
 	// Sent and Acked map a type URL to a version.
@@ -89,6 +90,8 @@ type ProxyStatus struct {
 	Acked    map[string]string `json:"acked"`
 	Nacks    int               `json:"nacks"`
 	LastNack *Nack             `json:"lastNack,omitempty"`
+	// Pushes counts responses sent, by type URL.
+	Pushes map[string]int `json:"pushes"`
 }
 
 // Nack is a rejected push.
@@ -99,16 +102,33 @@ type Nack struct {
 	At      time.Time `json:"at"`
 }
 
-// proxyTracker records ACKs and NACKs per node. Safe for concurrent use.
+// subscription is what a proxy asked for of one type.
+type subscription struct {
+	wildcard bool
+	names    map[string]bool
+}
+
+// proxyState is the tracker's record of one node.
+type proxyState struct {
+	status ProxyStatus
+	// nonces maps a response nonce to the version it carried, per type.
+	nonces map[string]map[string]string
+	// nacked maps a type URL to the last version the proxy rejected.
+	nacked map[string]string
+	subs   map[string]*subscription
+}
+
+// proxyTracker records what every node asked for, was sent, ACKed and
+// NACKed. Safe for concurrent use.
 type proxyTracker struct {
 	log     *slog.Logger
 	mu      sync.Mutex
-	nodes   map[string]*ProxyStatus
+	nodes   map[string]*proxyState
 	streams map[int64]string
 }
 
 func newProxyTracker(log *slog.Logger) *proxyTracker {
-	return &proxyTracker{log: log, nodes: map[string]*ProxyStatus{}, streams: map[int64]string{}}
+	return &proxyTracker{log: log, nodes: map[string]*proxyState{}, streams: map[int64]string{}}
 }
 
 // known reports whether stream id is bound to a node.
@@ -120,17 +140,20 @@ func (t *proxyTracker) known(id int64) bool {
 }
 
 // stream binds a new stream to its node.
-func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy) {
+func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy, delta bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.streams[id] = node.GetId()
 	ps, ok := t.nodes[node.GetId()]
 	if !ok {
-		ps = &ProxyStatus{NodeID: node.GetId(), Role: string(key.Role), Namespace: key.Namespace,
-			ConnectedSince: time.Now().UTC(), Sent: map[string]string{}, Acked: map[string]string{}}
+		ps = &proxyState{
+			status: ProxyStatus{NodeID: node.GetId(), Role: string(key.Role), Namespace: key.Namespace, Delta: delta,
+				ConnectedSince: time.Now().UTC(), Sent: map[string]string{}, Acked: map[string]string{}, Pushes: map[string]int{}},
+			nonces: map[string]map[string]string{}, nacked: map[string]string{}, subs: map[string]*subscription{},
+		}
 		t.nodes[node.GetId()] = ps
 	}
-	ps.Streams++
+	ps.status.Streams++
 }
 
 // closed unbinds a stream; it returns the node id when its last stream closed.
@@ -143,39 +166,128 @@ func (t *proxyTracker) closed(id int64) (string, bool) {
 	}
 	delete(t.streams, id)
 	ps := t.nodes[nodeID]
-	ps.Streams--
-	if ps.Streams > 0 {
+	ps.status.Streams--
+	if ps.status.Streams > 0 {
 		return nodeID, false
 	}
 	delete(t.nodes, nodeID)
 	return nodeID, true
 }
 
-func (t *proxyTracker) request(id int64, typeURL, version, nonce string, errDetail string) {
-	if nonce == "" {
+// request records one request. It returns the node id, whether the
+// request answered a response (ACK or NACK), and for a NACK the version
+// that was rejected.
+func (t *proxyTracker) request(id int64, r request) (nodeID string, answered bool, nackedVersion string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	nodeID = t.streams[id]
+	ps := t.nodes[nodeID]
+	if ps == nil {
+		return nodeID, false, ""
+	}
+	ps.subscribe(r)
+	if r.nonce == "" {
+		return nodeID, false, ""
+	}
+	version, ok := ps.nonces[r.typeURL][r.nonce]
+	if !ok {
+		return nodeID, false, "" // a nonce from an older response or process
+	}
+	delete(ps.nonces[r.typeURL], r.nonce)
+	if r.errDetail == "" {
+		ps.status.Acked[r.typeURL] = version
+		return nodeID, true, ""
+	}
+	ps.nacked[r.typeURL] = version
+	ps.status.Nacks++
+	ps.status.LastNack = &Nack{TypeURL: r.typeURL, Version: version, Message: r.errDetail, At: time.Now().UTC()}
+	t.log.Warn("xds: proxy rejected configuration (NACK); it keeps its last good one", "node", nodeID, "type", r.typeURL, "version", version, "error", r.errDetail)
+	return nodeID, true, version
+}
+
+// request is what the tracker reads of a SotW or delta request.
+type request struct {
+	typeURL, nonce, errDetail string
+	delta                     bool
+	names, subscribe          []string
+	unsubscribe               []string
+}
+
+func (ps *proxyState) subscribe(r request) {
+	sub, ok := ps.subs[r.typeURL]
+	if !ok {
+		sub = &subscription{names: map[string]bool{}}
+		ps.subs[r.typeURL] = sub
+		sub.wildcard = len(r.names) == 0 && len(r.subscribe) == 0
+	}
+	if !r.delta {
+		sub.wildcard, sub.names = len(r.names) == 0, map[string]bool{}
+		for _, n := range r.names {
+			sub.names[n] = true
+		}
 		return
 	}
+	for _, n := range r.subscribe {
+		if n == "*" {
+			sub.wildcard = true
+		}
+		sub.names[n] = true
+	}
+	for _, n := range r.unsubscribe {
+		if n == "*" {
+			sub.wildcard = false
+		}
+		delete(sub.names, n)
+	}
+}
+
+// response records one response sent to stream id.
+func (t *proxyTracker) response(id int64, typeURL, version, nonce string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ps := t.nodes[t.streams[id]]
 	if ps == nil {
 		return
 	}
-	if errDetail == "" {
-		ps.Acked[typeURL] = version
-		return
+	ps.status.Sent[typeURL] = version
+	ps.status.Pushes[typeURL]++
+	if ps.nonces[typeURL] == nil {
+		ps.nonces[typeURL] = map[string]string{}
 	}
-	ps.Nacks++
-	ps.LastNack = &Nack{TypeURL: typeURL, Version: ps.Sent[typeURL], Message: errDetail, At: time.Now().UTC()}
-	t.log.Warn("xds: proxy rejected configuration (NACK)", "node", ps.NodeID, "type", typeURL, "version", ps.Sent[typeURL], "error", errDetail)
+	ps.nonces[typeURL][nonce] = version
 }
 
-func (t *proxyTracker) response(id int64, typeURL, version string) {
+// answered reports whether node ACKed or NACKed version of typeURL.
+func (t *proxyTracker) answered(nodeID, typeURL, version string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ps := t.nodes[t.streams[id]]; ps != nil {
-		ps.Sent[typeURL] = version
+	ps := t.nodes[nodeID]
+	return ps == nil || ps.status.Acked[typeURL] == version || ps.nacked[typeURL] == version
+}
+
+// expects reports whether publishing a change to the resources changed of
+// typeURL will make node answer: it has asked for the type, and (in delta
+// mode) for one of the changed resources. A nil changed means unknown.
+func (t *proxyTracker) expects(nodeID, typeURL string, changed map[string]bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.nodes[nodeID]
+	if ps == nil {
+		return false
 	}
+	sub, ok := ps.subs[typeURL]
+	if !ok {
+		return false
+	}
+	if !ps.status.Delta || changed == nil {
+		return true
+	}
+	for n := range changed {
+		if sub.wildcard || sub.names[n] {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *proxyTracker) list() []ProxyStatus {
@@ -183,10 +295,14 @@ func (t *proxyTracker) list() []ProxyStatus {
 	defer t.mu.Unlock()
 	out := make([]ProxyStatus, 0, len(t.nodes))
 	for _, ps := range t.nodes {
-		c := *ps
-		c.Sent, c.Acked = copyMap(ps.Sent), copyMap(ps.Acked)
-		if ps.LastNack != nil {
-			n := *ps.LastNack
+		c := ps.status
+		c.Sent, c.Acked = copyMap(ps.status.Sent), copyMap(ps.status.Acked)
+		c.Pushes = make(map[string]int, len(ps.status.Pushes))
+		for k, v := range ps.status.Pushes {
+			c.Pushes[k] = v
+		}
+		if ps.status.LastNack != nil {
+			n := *ps.status.LastNack
 			c.LastNack = &n
 		}
 		out = append(out, c)
@@ -203,25 +319,26 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
-// callbacks wires go-control-plane's stream events to the tracker and makes
-// sure a node has a snapshot before its first watch is created.
+// callbacks wires go-control-plane's stream events to the tracker and the
+// push steps, and makes sure a node has a snapshot before its first watch.
 func (s *Server) callbacks() serverv3.Callbacks {
 	// Only a stream's first request is sure to carry the node: the delta
 	// server calls back before filling it in on later ones.
-	onRequest := func(id int64, node *corev3.Node, typeURL, version, nonce, errDetail string) error {
+	onRequest := func(id int64, node *corev3.Node, r request) (string, error) {
 		if !s.proxies.known(id) {
 			key, err := proxyKey(node, s.opts)
 			if err != nil {
 				s.log.Warn("xds: refusing proxy", "err", err)
-				return err
+				return "", err
 			}
-			s.proxies.stream(id, node, key)
-			if err := s.registerNode(node); err != nil {
-				return err
-			}
+			s.proxies.stream(id, node, key, r.delta)
+			s.registerNode(node, key)
 		}
-		s.proxies.request(id, typeURL, version, nonce, errDetail)
-		return nil
+		nodeID, answered, nacked := s.proxies.request(id, r)
+		if answered {
+			s.answered(nodeID)
+		}
+		return nacked, nil
 	}
 	closed := func(id int64, _ *corev3.Node) {
 		if nodeID, last := s.proxies.closed(id); last {
@@ -230,13 +347,28 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	}
 	return serverv3.CallbackFuncs{
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			return onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
+			nacked, err := onRequest(id, req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
+				errDetail: req.GetErrorDetail().GetMessage(), names: req.GetResourceNames()})
+			if nacked != "" {
+				// The request carries the last version the proxy accepted, and
+				// the cache would answer it with the rejected one at once, in a
+				// loop. Claiming the rejected version holds the watch until the
+				// configuration changes.
+				req.VersionInfo = nacked
+			}
+			return err
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			return onRequest(id, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
+			_, err := onRequest(id, req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
+				errDetail: req.GetErrorDetail().GetMessage(), delta: true,
+				subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()})
+			return err
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-			s.proxies.response(id, resp.GetTypeUrl(), resp.GetVersionInfo())
+			s.proxies.response(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			s.proxies.response(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
 		},
 		StreamClosedFunc:      closed,
 		DeltaStreamClosedFunc: closed,

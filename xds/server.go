@@ -1,6 +1,16 @@
 // Package xds serves the translator's output to proxies over ADS: it keeps a
-// snapshot per connected node, publishes only snapshots that pass validation,
-// and tracks what every proxy ACKed or NACKed. It never reads Kubernetes types.
+// snapshot per connected node, publishes only configurations that pass
+// validation, orders each proxy's updates so that traffic never meets a
+// missing cluster, and tracks what every proxy ACKed or NACKed. It never
+// reads Kubernetes types.
+//
+// Cache design: go-control-plane's snapshot cache, one snapshot per node.
+// Resources differ per proxy (role, namespace, listener port), and the
+// make-before-break steps are per proxy too, which rules out the linear
+// cache (one resource set per type for everyone). In delta mode the snapshot
+// cache compares per-resource hashes, so a one-weight change puts one route
+// configuration on the wire; in state-of-the-world mode it sends only the
+// types whose version changed, and versions are content hashes.
 package xds
 
 import (
@@ -28,10 +38,13 @@ type Options struct {
 	// used when a node's metadata does not set them.
 	OutboundAddress string
 	OutboundPort    uint32
-	// ClusterGrace is how long a cluster no route uses any more is still
-	// served, so that proxies switch routes before it disappears.
+	// ClusterGrace is how long clusters and route configurations that no
+	// route uses any more are still served after the routes moved away.
 	ClusterGrace time.Duration
-	Logger       *slog.Logger
+	// AckTimeout is how long a step waits for a proxy's answer before the
+	// next step is published anyway. Zero means 5 s.
+	AckTimeout time.Duration
+	Logger     *slog.Logger
 }
 
 // Server is weir's ADS server. Its methods are safe for concurrent use.
@@ -44,10 +57,29 @@ type Server struct {
 	mu      sync.Mutex
 	ir      *ir.IR
 	keys    map[envoy.Proxy]*keyState
-	nodes   map[string]envoy.Proxy // node id -> proxy key
+	nodes   map[string]*nodeState
 	timer   *time.Timer
 	now     func() time.Time
-	invalid map[envoy.Proxy]string // last validation error logged per key
+	testFix func(envoy.Proxy, *envoy.Resources) // test-only hook, see SetTestMutator
+}
+
+// keyState is the desired configuration of every node sharing one proxy key.
+type keyState struct {
+	desired resourceSet // last configuration that passed validation
+	invalid string      // last validation error logged
+}
+
+// nodeState is where one node is on its way to its key's configuration.
+type nodeState struct {
+	key       envoy.Proxy
+	published resourceSet // what the cache holds for the node; nil: nothing yet
+	step      step
+	// pending maps a type URL to the version the node must answer before
+	// the next step; publishedAt bounds the wait.
+	pending     map[string]string
+	publishedAt time.Time
+	retireAt    time.Time
+	timedOut    bool
 }
 
 // NewServer returns a Server with no configuration; proxies that connect
@@ -62,13 +94,15 @@ func NewServer(opts Options) *Server {
 	if opts.OutboundAddress == "" {
 		opts.OutboundAddress = "127.0.0.1"
 	}
+	if opts.AckTimeout == 0 {
+		opts.AckTimeout = 5 * time.Second
+	}
 	s := &Server{
-		opts:    opts,
-		log:     opts.Logger,
-		keys:    map[envoy.Proxy]*keyState{},
-		nodes:   map[string]envoy.Proxy{},
-		invalid: map[envoy.Proxy]string{},
-		now:     time.Now,
+		opts:  opts,
+		log:   opts.Logger,
+		keys:  map[envoy.Proxy]*keyState{},
+		nodes: map[string]*nodeState{},
+		now:   time.Now,
 	}
 	// Non-ADS mode: answer each request with the resources it names, without
 	// waiting for a request to name every resource of the snapshot.
@@ -91,13 +125,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	case <-ctx.Done():
 		gs.Stop()
 		<-errc
+		s.stopTimer()
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("xds: serve on %s: %w", lis.Addr(), err)
 	}
 }
 
-// Update makes in the configuration every node receives from now on.
+// Update makes in the configuration every node moves to from now on.
 func (s *Server) Update(in *ir.IR) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,7 +140,7 @@ func (s *Server) Update(in *ir.IR) {
 	for key := range s.keys {
 		s.rebuildLocked(key)
 	}
-	s.publishAllLocked()
+	s.advanceAllLocked()
 }
 
 // Ready reports whether the first configuration has arrived.
@@ -132,70 +167,208 @@ func (s *Server) SnapshotVersions(nodeID string) map[string]string {
 	return out
 }
 
-// registerNode makes sure node has a snapshot before its first watch.
-func (s *Server) registerNode(node *corev3.Node) error {
-	key, err := proxyKey(node, s.opts)
-	if err != nil {
-		return err
-	}
+// DesiredVersions returns the versions a node is moving to (equal to
+// SnapshotVersions once it settled), or nil for an unknown node.
+func (s *Server) DesiredVersions(nodeID string) map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.nodes[node.GetId()]; ok && old == key {
+	ns, ok := s.nodes[nodeID]
+	if !ok || s.keys[ns.key] == nil || s.keys[ns.key].desired == nil {
 		return nil
 	}
-	s.nodes[node.GetId()] = key
+	return s.keys[ns.key].desired.versions()
+}
+
+// SetTestMutator installs a hook that may change every configuration after
+// it is built and before it is validated: tests use it to push resources
+// Envoy rejects. Never use it outside tests.
+func (s *Server) SetTestMutator(f func(envoy.Proxy, *envoy.Resources)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.testFix = f
+}
+
+// rebuildLocked builds the desired configuration of key from the current
+// IR. One that fails validation is logged once and the key keeps its last
+// good configuration.
+func (s *Server) rebuildLocked(key envoy.Proxy) {
+	ks := s.keys[key]
+	if s.ir == nil || ks == nil {
+		return
+	}
+	res, err := envoy.Build(s.ir, key)
+	if err == nil && s.testFix != nil {
+		s.testFix(key, res)
+	}
+	if err == nil && s.testFix == nil {
+		err = envoy.Validate(res)
+	}
+	var set resourceSet
+	if err == nil {
+		set, err = fromResources(res)
+	}
+	if err != nil {
+		if ks.invalid != err.Error() {
+			ks.invalid = err.Error()
+			s.log.Error("xds: configuration failed validation; proxies keep the last good one", "role", key.Role, "namespace", key.Namespace, "err", err)
+		}
+		return
+	}
+	ks.invalid = ""
+	ks.desired = set
+}
+
+// registerNode makes sure node has a snapshot before its first watch.
+func (s *Server) registerNode(node *corev3.Node, key envoy.Proxy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := node.GetId()
+	if ns, ok := s.nodes[id]; ok && ns.key == key {
+		return
+	}
+	s.nodes[id] = &nodeState{key: key}
+	s.cache.ClearSnapshot(id)
 	if _, ok := s.keys[key]; !ok {
-		s.keys[key] = &keyState{retiring: map[string]retired{}}
+		s.keys[key] = &keyState{}
 		s.rebuildLocked(key)
 	}
-	s.publishNodeLocked(node.GetId(), key)
-	return nil
+	s.advanceLocked(id)
+	s.scheduleLocked()
 }
 
 // forgetNode drops a node's snapshot once its last stream closed.
 func (s *Server) forgetNode(nodeID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key, ok := s.nodes[nodeID]
+	ns, ok := s.nodes[nodeID]
 	if !ok {
 		return
 	}
 	delete(s.nodes, nodeID)
 	s.cache.ClearSnapshot(nodeID)
-	for _, k := range s.nodes {
-		if k == key {
+	for _, other := range s.nodes {
+		if other.key == ns.key {
 			return
 		}
 	}
-	delete(s.keys, key)
-	delete(s.invalid, key)
+	delete(s.keys, ns.key)
 }
 
-func (s *Server) publishAllLocked() {
-	for id, key := range s.nodes {
-		s.publishNodeLocked(id, key)
-	}
-	s.scheduleRetirementLocked()
-}
-
-func (s *Server) publishNodeLocked(nodeID string, key envoy.Proxy) {
-	ks := s.keys[key]
-	if ks == nil || ks.snapshot == nil {
-		return
-	}
-	if cur, err := s.cache.GetSnapshot(nodeID); err == nil && sameVersions(cur, ks.snapshot) {
-		return
-	}
-	if err := s.cache.SetSnapshot(context.Background(), nodeID, ks.snapshot); err != nil {
-		s.log.Error("xds: set snapshot", "node", nodeID, "err", err)
+// answered is called when a node ACKed or NACKed something.
+func (s *Server) answered(nodeID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.nodes[nodeID]; ok {
+		s.advanceLocked(nodeID)
+		s.scheduleLocked()
 	}
 }
 
-func sameVersions(a cachev3.ResourceSnapshot, b *cachev3.Snapshot) bool {
-	for _, t := range typeURLs {
-		if a.GetVersion(t) != b.GetVersion(t) {
-			return false
+func (s *Server) advanceAllLocked() {
+	for id := range s.nodes {
+		s.advanceLocked(id)
+	}
+	s.scheduleLocked()
+}
+
+// advanceLocked publishes a node's next steps, as long as it answered the
+// last one (a step nobody must answer is followed by the next at once).
+func (s *Server) advanceLocked(nodeID string) {
+	ns := s.nodes[nodeID]
+	ks := s.keys[ns.key]
+	for range 4 { // warm, switch, retire: at most three steps, then settled
+		if ks == nil || ks.desired == nil || !s.settledLocked(nodeID, ns) {
+			return
+		}
+		next, st := nextStep(ns.published, ks.desired, ns.key.Role)
+		if st == stepSettled {
+			ns.step = stepSettled
+			return
+		}
+		if st == stepRetire && ns.step == stepSwitch && s.now().Before(ns.retireAt) {
+			return // the grace timer comes back
+		}
+		s.publishLocked(nodeID, ns, next, st)
+	}
+}
+
+// settledLocked reports whether the node answered every type of its last
+// step, or the answer is overdue.
+func (s *Server) settledLocked(nodeID string, ns *nodeState) bool {
+	for t, v := range ns.pending {
+		if !s.proxies.answered(nodeID, t, v) {
+			if s.now().Sub(ns.publishedAt) < s.opts.AckTimeout {
+				return false
+			}
+			if !ns.timedOut {
+				ns.timedOut = true
+				s.log.Warn("xds: proxy did not answer in time; publishing its next step anyway", "node", nodeID, "type", t, "version", v, "step", ns.step)
+			}
 		}
 	}
 	return true
+}
+
+func (s *Server) publishLocked(nodeID string, ns *nodeState, next resourceSet, st step) {
+	pending := map[string]string{}
+	for _, t := range typeURLs {
+		if ns.published == nil || next.version(t) != ns.published.version(t) {
+			var changed map[string]bool
+			if ns.published != nil {
+				changed = next.changedNames(ns.published, t)
+			}
+			if s.proxies.expects(nodeID, t, changed) {
+				pending[t] = next.version(t)
+			}
+		}
+	}
+	if err := s.cache.SetSnapshot(context.Background(), nodeID, next.snapshot()); err != nil {
+		s.log.Error("xds: set snapshot", "node", nodeID, "err", err)
+		return
+	}
+	ns.published, ns.step, ns.pending, ns.publishedAt, ns.timedOut = next, st, pending, s.now(), false
+	if st == stepSwitch {
+		ns.retireAt = s.now().Add(s.opts.ClusterGrace)
+	}
+	s.log.Debug("xds: published", "node", nodeID, "step", st)
+}
+
+// scheduleLocked arms one timer for the earliest grace end or ACK deadline.
+func (s *Server) scheduleLocked() {
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, ns := range s.nodes {
+		if len(ns.pending) > 0 && !ns.timedOut {
+			consider(ns.publishedAt.Add(s.opts.AckTimeout))
+		}
+		if ns.step == stepSwitch {
+			consider(ns.retireAt)
+		}
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if !next.IsZero() {
+		s.timer = time.AfterFunc(next.Sub(s.now())+time.Millisecond, s.tick)
+	}
+}
+
+func (s *Server) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceAllLocked()
+}
+
+func (s *Server) stopTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
 }

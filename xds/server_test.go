@@ -1,13 +1,16 @@
 package xds
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -65,9 +68,7 @@ func clusterNames(t *testing.T, s *Server, nodeID string) []string {
 func TestInvalidConfigurationKeepsLastGood(t *testing.T) {
 	s := quietServer(0)
 	s.Update(twoVersions(90, 10))
-	if err := s.registerNode(node(t, "n1", map[string]any{MetaRole: "sidecar"})); err != nil {
-		t.Fatal(err)
-	}
+	register(t, s, "n1", envoy.Sidecar)
 	good := s.SnapshotVersions("n1")
 
 	broken := twoVersions(90, 10)
@@ -87,9 +88,7 @@ func TestVersionsAreContentHashes(t *testing.T) {
 	a, b := quietServer(0), quietServer(0)
 	for _, s := range []*Server{a, b} {
 		s.Update(twoVersions(75, 25))
-		if err := s.registerNode(node(t, "n1", map[string]any{MetaRole: "sidecar"})); err != nil {
-			t.Fatal(err)
-		}
+		register(t, s, "n1", envoy.Sidecar)
 	}
 	if diff := cmp.Diff(a.SnapshotVersions("n1"), b.SnapshotVersions("n1")); diff != "" {
 		t.Errorf("two servers with the same input publish different versions:\n%s", diff)
@@ -112,18 +111,111 @@ func TestRemovedClusterIsServedDuringGrace(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	s.now = func() time.Time { return clock }
 	s.Update(twoVersions(50, 50))
-	if err := s.registerNode(node(t, "n1", map[string]any{MetaRole: "sidecar"})); err != nil {
-		t.Fatal(err)
-	}
+	register(t, s, "n1", envoy.Sidecar)
 	s.Update(twoVersions(100, 0))
 	if diff := cmp.Diff([]string{"a", "b"}, clusterNames(t, s, "n1")); diff != "" {
 		t.Errorf("cluster b left in the same push as the route that stopped using it:\n%s", diff)
 	}
 	clock = clock.Add(time.Hour)
-	s.retire()
+	s.tick()
 	if diff := cmp.Diff([]string{"a"}, clusterNames(t, s, "n1")); diff != "" {
 		t.Errorf("cluster b still served after its grace period:\n%s", diff)
 	}
+}
+
+// TestNewClusterBeforeRoute has a subscribed proxy answer each step: the
+// cluster a route will use is published, and answered, before the route.
+func TestNewClusterBeforeRoute(t *testing.T) {
+	for _, role := range []envoy.Role{envoy.Sidecar, envoy.GRPC} {
+		t.Run(string(role), func(t *testing.T) {
+			s := quietServer(time.Hour)
+			s.Update(twoVersions(100, 0))
+			p := connect(t, s, "n1", role)
+			routesBefore := s.SnapshotVersions("n1")[resourcev3.RouteType]
+
+			s.Update(twoVersions(50, 50))
+			if diff := cmp.Diff([]string{"a", "b"}, clusterNames(t, s, "n1")); diff != "" {
+				t.Errorf("warm step clusters (-want +got):\n%s", diff)
+			}
+			if role == envoy.Sidecar && s.SnapshotVersions("n1")[resourcev3.RouteType] != routesBefore {
+				t.Error("routes changed in the same step that added their cluster")
+			}
+			if role == envoy.GRPC && !standbyNames(t, s, "n1", "b") {
+				t.Error("gRPC route configuration does not name the new cluster in its standby route")
+			}
+			warm := s.SnapshotVersions("n1")
+			p.ackAll(t)
+			if s.SnapshotVersions("n1")[resourcev3.RouteType] == warm[resourcev3.RouteType] {
+				t.Error("routes did not move after the proxy answered the warm step")
+			}
+		})
+	}
+}
+
+// fakeProxy stands for a proxy subscribed to every type on one stream.
+type fakeProxy struct {
+	s      *Server
+	stream int64
+	node   string
+	nonce  int
+}
+
+func connect(t *testing.T, s *Server, id string, role envoy.Role) *fakeProxy {
+	t.Helper()
+	n := node(t, id, map[string]any{MetaRole: string(role)})
+	key, err := proxyKey(n, s.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &fakeProxy{s: s, stream: 1, node: id}
+	s.proxies.stream(p.stream, n, key, false)
+	for _, typ := range typeURLs {
+		s.proxies.request(p.stream, request{typeURL: typ})
+	}
+	s.registerNode(n, key)
+	p.ackAll(t)
+	return p
+}
+
+// ackAll sends and ACKs the node's current versions of every type.
+func (p *fakeProxy) ackAll(t *testing.T) {
+	t.Helper()
+	for typ, v := range p.s.SnapshotVersions(p.node) {
+		p.nonce++
+		nonce := fmt.Sprint(p.nonce)
+		p.s.proxies.response(p.stream, typ, v, nonce)
+		if _, answered, _ := p.s.proxies.request(p.stream, request{typeURL: typ, nonce: nonce}); answered {
+			p.s.answered(p.node)
+		}
+	}
+}
+
+func standbyNames(t *testing.T, s *Server, nodeID, cluster string) bool {
+	t.Helper()
+	snap, err := s.cache.GetSnapshot(nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range snap.GetResources(resourcev3.RouteType) {
+		for _, vh := range r.(*routev3.RouteConfiguration).VirtualHosts {
+			for _, rt := range vh.Routes {
+				if rt.Name == "standby" && slices.Contains(envoy.RouteClusters(rt), cluster) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func register(t *testing.T, s *Server, id string, role envoy.Role) {
+	t.Helper()
+	n := node(t, id, map[string]any{MetaRole: string(role)})
+	key, err := proxyKey(n, s.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.registerNode(n, key)
 }
 
 func TestProxyKey(t *testing.T) {

@@ -3,10 +3,12 @@ package envoy
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weir-mesh/weir/translator/ir"
@@ -77,6 +79,38 @@ func buildAPIRouteConfig(h ir.Host) *routev3.RouteConfiguration {
 	return &routev3.RouteConfiguration{Name: h.Name, VirtualHosts: []*routev3.VirtualHost{vh}}
 }
 
+// WithStandby returns a copy of a gRPC route configuration whose standby
+// route also names clusters, so that grpc-go sets them up before a route
+// sends to them. rc is not modified.
+func WithStandby(rc *routev3.RouteConfiguration, clusters []string) *routev3.RouteConfiguration {
+	out := proto.Clone(rc).(*routev3.RouteConfiguration)
+	for _, vh := range out.VirtualHosts {
+		names := map[string]bool{}
+		for _, c := range clusters {
+			names[c] = true
+		}
+		routes := vh.Routes[:0]
+		for _, r := range vh.Routes {
+			if r.Name == standbyRouteName {
+				for _, c := range RouteClusters(r) {
+					names[c] = true
+				}
+				continue
+			}
+			routes = append(routes, r)
+		}
+		sorted := make([]string, 0, len(names))
+		for c := range names {
+			sorted = append(sorted, c)
+		}
+		sort.Strings(sorted)
+		vh.Routes = append(routes, buildStandbyRoute(sorted))
+	}
+	return out
+}
+
+const standbyRouteName = "standby"
+
 // standbyHeader is never sent; requiring it keeps the standby route
 // unreachable even if it were not last.
 const standbyHeader = "x-weir-standby-never-sent"
@@ -86,7 +120,7 @@ func buildStandbyRoute(clusters []string) *routev3.Route {
 	for i, c := range clusters {
 		backends[i] = ir.Backend{Cluster: c, Weight: 1}
 	}
-	r := buildRoute(ir.Route{Name: "standby", Backends: backends})
+	r := buildRoute(ir.Route{Name: standbyRouteName, Backends: backends})
 	r.Match.Headers = []*routev3.HeaderMatcher{{
 		Name:                 standbyHeader,
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},

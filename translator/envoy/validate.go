@@ -121,7 +121,7 @@ func validateRouteConfig(rc *routev3.RouteConfiguration, clusters map[string]boo
 			domains[d] = vh.Name
 		}
 		for _, rt := range vh.Routes {
-			for _, c := range routeClusters(rt) {
+			for _, c := range RouteClusters(rt) {
 				if !clusters[c] {
 					errs = append(errs, fmt.Errorf("route configuration %q, virtual host %q, route %q: cluster %q does not exist", rc.Name, vh.Name, rt.Name, c))
 				}
@@ -131,7 +131,8 @@ func validateRouteConfig(rc *routev3.RouteConfiguration, clusters map[string]boo
 	return errs
 }
 
-func routeClusters(rt *routev3.Route) []string {
+// RouteClusters returns the clusters a route sends to, nil for none.
+func RouteClusters(rt *routev3.Route) []string {
 	a := rt.GetRoute()
 	if a == nil {
 		return nil

@@ -1,0 +1,199 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weir-mesh/weir/translator/envoy"
+)
+
+// typeURLs are the resource types weir serves, in the order Envoy's ADS
+// documentation asks for: clusters, endpoints, listeners, routes.
+var typeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+
+// entry is one resource and the hash of its deterministic encoding.
+type entry struct {
+	res  types.Resource
+	hash string
+}
+
+// resourceSet is a proxy's configuration by type URL and resource name. It
+// is never modified after it is built; steps build new sets from old ones.
+type resourceSet map[string]map[string]entry
+
+func newResourceSet() resourceSet {
+	s := resourceSet{}
+	for _, t := range typeURLs {
+		s[t] = map[string]entry{}
+	}
+	return s
+}
+
+// fromResources hashes every resource of r.
+func fromResources(r *envoy.Resources) (resourceSet, error) {
+	s := newResourceSet()
+	add := func(t, name string, m proto.Message) error {
+		h, err := hashMessage(m)
+		if err != nil {
+			return err
+		}
+		s[t][name] = entry{res: m, hash: h}
+		return nil
+	}
+	for _, l := range r.Listeners {
+		if err := add(resourcev3.ListenerType, l.Name, l); err != nil {
+			return nil, err
+		}
+	}
+	for _, rc := range r.Routes {
+		if err := add(resourcev3.RouteType, rc.Name, rc); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range r.Clusters {
+		if err := add(resourcev3.ClusterType, c.Name, c); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range r.Endpoints {
+		if err := add(resourcev3.EndpointType, e.ClusterName, e); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func hashMessage(m proto.Message) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("hash %T: %w", m, err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+// clone returns a shallow copy whose maps may be changed.
+func (s resourceSet) clone() resourceSet {
+	out := newResourceSet()
+	for t, m := range s {
+		for n, e := range m {
+			out[t][n] = e
+		}
+	}
+	return out
+}
+
+// version is a hash of the names and hashes of the type's resources: equal
+// content, equal version, whatever process computed it.
+func (s resourceSet) version(typeURL string) string {
+	names := s.names(typeURL)
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s\x00%s\x00", n, s[typeURL][n].hash)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+func (s resourceSet) names(typeURL string) []string {
+	names := make([]string, 0, len(s[typeURL]))
+	for n := range s[typeURL] {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// versions returns the version of every type.
+func (s resourceSet) versions() map[string]string {
+	out := make(map[string]string, len(typeURLs))
+	for _, t := range typeURLs {
+		out[t] = s.version(t)
+	}
+	return out
+}
+
+// equal reports whether two sets have the same content.
+func (s resourceSet) equal(o resourceSet) bool {
+	for _, t := range typeURLs {
+		if len(s[t]) != len(o[t]) {
+			return false
+		}
+		for n, e := range s[t] {
+			if oe, ok := o[t][n]; !ok || oe.hash != e.hash {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// snapshot builds the go-control-plane snapshot of s.
+func (s resourceSet) snapshot() *cachev3.Snapshot {
+	snap := &cachev3.Snapshot{}
+	for _, t := range typeURLs {
+		items := make([]types.Resource, 0, len(s[t]))
+		for _, n := range s.names(t) {
+			items = append(items, s[t][n].res)
+		}
+		snap.Resources[responseType(t)] = cachev3.NewResources(s.version(t), items)
+	}
+	return snap
+}
+
+func responseType(typeURL string) types.ResponseType {
+	switch typeURL {
+	case resourcev3.ClusterType:
+		return types.Cluster
+	case resourcev3.EndpointType:
+		return types.Endpoint
+	case resourcev3.ListenerType:
+		return types.Listener
+	}
+	return types.Route
+}
+
+// toResources lists s as envoy.Resources, sorted by name.
+func (s resourceSet) toResources() *envoy.Resources {
+	r := &envoy.Resources{}
+	for _, n := range s.names(resourcev3.ListenerType) {
+		r.Listeners = append(r.Listeners, s[resourcev3.ListenerType][n].res.(*listenerv3.Listener))
+	}
+	for _, n := range s.names(resourcev3.RouteType) {
+		r.Routes = append(r.Routes, s[resourcev3.RouteType][n].res.(*routev3.RouteConfiguration))
+	}
+	for _, n := range s.names(resourcev3.ClusterType) {
+		r.Clusters = append(r.Clusters, s[resourcev3.ClusterType][n].res.(*clusterv3.Cluster))
+	}
+	for _, n := range s.names(resourcev3.EndpointType) {
+		r.Endpoints = append(r.Endpoints, s[resourcev3.EndpointType][n].res.(*endpointv3.ClusterLoadAssignment))
+	}
+	return r
+}
+
+// changedNames returns, for one type, the names added, changed or removed
+// from old to s.
+func (s resourceSet) changedNames(old resourceSet, typeURL string) map[string]bool {
+	out := map[string]bool{}
+	for n, e := range s[typeURL] {
+		if oe, ok := old[typeURL][n]; !ok || oe.hash != e.hash {
+			out[n] = true
+		}
+	}
+	for n := range old[typeURL] {
+		if _, ok := s[typeURL][n]; !ok {
+			out[n] = true
+		}
+	}
+	return out
+}
