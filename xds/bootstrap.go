@@ -36,6 +36,9 @@ type BootstrapOptions struct {
 	AdminPort    uint32
 	// OutboundPort, if set, is sent as weir.outbound_port.
 	OutboundPort uint32
+	// Delta makes Envoy use incremental xDS (DELTA_GRPC): only changed
+	// resources go on the wire.
+	Delta bool
 }
 
 func (o BootstrapOptions) metadata() map[string]any {
@@ -75,6 +78,10 @@ func EnvoyBootstrap(o BootstrapOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: metadata: %w", err)
 	}
+	apiType := corev3.ApiConfigSource_GRPC
+	if o.Delta {
+		apiType = corev3.ApiConfigSource_DELTA_GRPC
+	}
 	b := &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: o.NodeID, Cluster: "weir-" + string(o.Role), Metadata: md},
 		Admin: &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -82,7 +89,7 @@ func EnvoyBootstrap(o BootstrapOptions) ([]byte, error) {
 		}}}},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
-				ApiType:                   corev3.ApiConfigSource_GRPC,
+				ApiType:                   apiType,
 				TransportApiVersion:       corev3.ApiVersion_V3,
 				SetNodeOnFirstMessageOnly: true,
 				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{

@@ -44,7 +44,12 @@ type Options struct {
 	// AckTimeout is how long a step waits for a proxy's answer before the
 	// next step is published anyway. Zero means 5 s.
 	AckTimeout time.Duration
-	Logger     *slog.Logger
+	// MaxStreams bounds concurrent ADS streams per connection and
+	// MaxMessageBytes the size of a message received; zero means 1,000 and
+	// 4 MiB. A proxy past either limit gets a gRPC error saying so.
+	MaxStreams      uint32
+	MaxMessageBytes int
+	Logger          *slog.Logger
 }
 
 // Server is weir's ADS server. Its methods are safe for concurrent use.
@@ -97,6 +102,12 @@ func NewServer(opts Options) *Server {
 	if opts.AckTimeout == 0 {
 		opts.AckTimeout = 5 * time.Second
 	}
+	if opts.MaxStreams == 0 {
+		opts.MaxStreams = 1000
+	}
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = 4 << 20
+	}
 	s := &Server{
 		opts:  opts,
 		log:   opts.Logger,
@@ -113,9 +124,13 @@ func NewServer(opts Options) *Server {
 
 // Serve answers ADS (state of the world and delta) on lis until ctx is done.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	// Keepalive pings find half-dead proxies within Time+Timeout, so their
+	// streams close and their state is dropped.
 	gs := grpc.NewServer(
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(s.opts.MaxStreams),
+		grpc.MaxRecvMsgSize(s.opts.MaxMessageBytes),
 	)
 	xs := serverv3.NewServer(ctx, s.cache, s.callbacks())
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)

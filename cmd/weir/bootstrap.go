@@ -20,6 +20,7 @@ func runBootstrap(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1", "Envoy admin listener address")
 	fs.UintVar(&adminPort, "admin-port", 15000, "Envoy admin listener port")
 	fs.UintVar(&outboundPort, "outbound-port", 0, "sidecar outbound listener port (default: weir serve's --outbound-port)")
+	fs.BoolVar(&o.Delta, "delta", false, "incremental xDS (DELTA_GRPC): only changed resources are sent (Envoy only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
