@@ -73,7 +73,7 @@ func BenchmarkTranslate(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				res := translator.Translate(store.Snapshot())
+				res := translator.Translate(store.Snapshot(), translator.Options{})
 				for _, p := range goldenProxies {
 					r, err := envoy.Build(res.IR, p)
 					if err != nil {

@@ -23,10 +23,18 @@ type Result struct {
 	Status []status.Object
 }
 
+// Options tune a translation; the zero value gives the defaults.
+type Options struct {
+	// VersionLabels are the Pod labels that name an endpoint's version, in
+	// order of precedence: the first one set on a Pod wins. Empty means
+	// kube.DefaultVersionLabels ("version").
+	VersionLabels []string
+}
+
 // Translate reads objs and returns the IR and status. It never fails: a
 // user's mistake is a condition in Status, and the rest still translates.
-func Translate(objs Objects) Result {
-	services := kube.Build(objs)
+func Translate(objs Objects, opts Options) Result {
+	services := kube.Build(objs, opts.VersionLabels)
 	split := smi.Translate(objs, services)
 	hosts := make([]ir.Host, len(services.Hosts))
 	for i, h := range services.Hosts {

@@ -38,7 +38,7 @@ func translateManifests(t testing.TB, name string, data []byte) ([]byte, error) 
 	if _, err := store.ReplaceSource(name, objs); err != nil {
 		t.Fatal(err)
 	}
-	out, err := translator.Render(translator.Translate(store.Snapshot()), goldenProxies)
+	out, err := translator.Render(translator.Translate(store.Snapshot(), translator.Options{}), goldenProxies)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

@@ -287,6 +287,12 @@ func (sn *Snapshot) PodsIn(namespace string) []*corev1.Pod {
 	return listOf[corev1.Pod](sn.list(KindPod, "id_prefix", namespace+"/"))
 }
 
+// Pod returns the Pod namespace/name, or nil.
+func (sn *Snapshot) Pod(namespace, name string) *corev1.Pod {
+	v, _ := sn.get(KindPod, namespace, name).(*corev1.Pod)
+	return v
+}
+
 // TrafficSplits returns every TrafficSplit.
 func (sn *Snapshot) TrafficSplits() []*smi.TrafficSplit {
 	return listOf[smi.TrafficSplit](sn.list(KindTrafficSplit, "id"))

@@ -2,23 +2,37 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/weir-mesh/weir/cmd/weir/serve"
 	"github.com/weir-mesh/weir/translator/envoy"
 )
 
+// defaultDir is served when no source is given.
+const defaultDir = "examples/canary"
+
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var cfg serve.Config
 	var outboundPort uint
-	var logLevel string
-	fs.StringVar(&cfg.Dir, "dir", "examples/canary", "directory of Kubernetes manifests to serve (watched for edits)")
+	var logLevel, kubeconfig string
+	var namespaces, versionLabels stringList
+	fs.StringVar(&cfg.Dir, "dir", "", "directory of Kubernetes manifests to serve (watched for edits); default "+defaultDir+" when no cluster is configured")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to read; without it and --dir, $KUBECONFIG, else the Pod's service account when in a cluster")
+	fs.Var(&namespaces, "namespace", "namespace to read from the cluster (repeatable); default all")
+	fs.Var(&versionLabels, "version-label", "Pod label naming an endpoint's version (repeatable, first set wins); default version")
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "ADS gRPC listen address")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:19000", "admin HTTP listen address (/readyz, /debug/proxies, /debug/status)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:19000", "admin HTTP listen address (/readyz, /debug/proxies, /debug/status, /debug/services)")
 	fs.StringVar(&cfg.OutboundAddress, "outbound-address", "127.0.0.1", "sidecar outbound listener address, unless the node's metadata sets weir.outbound_address")
 	fs.UintVar(&outboundPort, "outbound-port", envoy.DefaultOutboundPort, "sidecar outbound listener port, unless the node's metadata sets weir.outbound_port")
 	fs.DurationVar(&cfg.ClusterGrace, "cluster-grace", 5*time.Second, "how long a cluster no route uses is still served")
@@ -32,15 +46,97 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--outbound-port: %d is not a port number", outboundPort)
 	}
 	cfg.OutboundPort = uint32(outboundPort)
+	cfg.Namespaces, cfg.VersionLabels = namespaces, versionLabels
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := chooseSource(&cfg, kubeconfig); err != nil {
+		return err
+	}
+	if cfg.Kube != nil {
+		klog.SetSlogLogger(cfg.Logger) // client-go's own log lines
+	}
 	s, err := serve.New(cfg)
 	if err != nil {
 		return err
 	}
-	cfg.Logger.Info("weir serving", "version", version, "dir", cfg.Dir, "xds", s.XDSAddr(), "admin", s.AdminAddr())
+	cfg.Logger.Info("weir serving", "version", version, "source", sourceName(cfg), "xds", s.XDSAddr(), "admin", s.AdminAddr())
 	return s.Run(ctx)
+}
+
+// chooseSource sets cfg.Dir or cfg.Kube: --dir if given, else the cluster
+// of --kubeconfig, $KUBECONFIG or the Pod's service account, else the
+// default directory.
+func chooseSource(cfg *serve.Config, kubeconfig string) error {
+	if cfg.Dir != "" && kubeconfig != "" {
+		return errors.New("serve: --dir and --kubeconfig: give one source")
+	}
+	if cfg.Dir != "" {
+		return nil
+	}
+	kube, err := kubeConfig(kubeconfig)
+	if err != nil {
+		return err
+	}
+	if kube == nil {
+		cfg.Dir = defaultDir
+		return nil
+	}
+	kube.UserAgent = "weir/" + version
+	cfg.Kube = kube
+	return nil
+}
+
+// kubeConfig returns the client configuration from the kubeconfig at path,
+// else from $KUBECONFIG, else the Pod's service account; nil if none
+// applies (not in a Pod).
+func kubeConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		return cfg, nil
+	}
+	if os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "" {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", clientcmd.RecommendedConfigPathEnvVar, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if errors.Is(err, rest.ErrNotInCluster) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("in-cluster configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func sourceName(cfg serve.Config) string {
+	if cfg.Dir != "" {
+		return "dir " + cfg.Dir
+	}
+	if len(cfg.Namespaces) > 0 {
+		return "cluster " + cfg.Kube.Host + ", namespaces " + strings.Join(cfg.Namespaces, ",")
+	}
+	return "cluster " + cfg.Kube.Host
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty value")
+	}
+	*l = append(*l, v)
+	return nil
 }

@@ -18,6 +18,9 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	path := fs.String("f", "", "a manifest file or a directory of them (required)")
 	format := fs.String("o", "json", "output format: json or yaml")
 	proxyNamespace := fs.String("proxy-namespace", "default", "namespace of the sidecar the resources are built for")
+	services := fs.Bool("services", false, "print each Service's ready endpoints by version instead of the document")
+	var versionLabels stringList
+	fs.Var(&versionLabels, "version-label", "Pod label naming an endpoint's version (repeatable, first set wins); default version")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -27,7 +30,22 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	if *format != "json" && *format != "yaml" {
 		return fmt.Errorf("translate: -o %q: want json or yaml", *format)
 	}
-	out, err := translatePath(*path, *proxyNamespace, stderr)
+	res, err := translatePath(*path, translator.Options{VersionLabels: versionLabels}, stderr)
+	if err != nil {
+		return err
+	}
+	if *services {
+		for _, sv := range res.IR.ServiceVersions() {
+			if _, err := fmt.Fprintln(stdout, sv); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	out, err := translator.Render(res, []envoy.Proxy{
+		{Role: envoy.Sidecar, Namespace: *proxyNamespace, OutboundAddress: "127.0.0.1", OutboundPort: envoy.DefaultOutboundPort},
+		{Role: envoy.GRPC},
+	})
 	if err != nil {
 		return err
 	}
@@ -44,25 +62,21 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// translatePath loads manifests offline and renders every role.
-func translatePath(path, proxyNamespace string, stderr io.Writer) (*translator.Output, error) {
+// translatePath loads manifests offline and translates them.
+func translatePath(path string, opts translator.Options, stderr io.Writer) (translator.Result, error) {
 	objs, warnings, err := watcher.LoadPath(path)
 	if err != nil {
-		return nil, err
+		return translator.Result{}, err
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	store, err := watcher.NewStore()
 	if err != nil {
-		return nil, err
+		return translator.Result{}, err
 	}
 	if _, err := store.ReplaceSource(path, objs); err != nil {
-		return nil, err
+		return translator.Result{}, err
 	}
-	res := translator.Translate(store.Snapshot())
-	return translator.Render(res, []envoy.Proxy{
-		{Role: envoy.Sidecar, Namespace: proxyNamespace, OutboundAddress: "127.0.0.1", OutboundPort: envoy.DefaultOutboundPort},
-		{Role: envoy.GRPC},
-	})
+	return translator.Translate(store.Snapshot(), opts), nil
 }

@@ -92,4 +92,8 @@ type Endpoint struct {
 	Port    uint32
 	// Zone is the endpoint's zone, "" if unknown.
 	Zone string
+	// Version is the value of the first configured version label found on
+	// the endpoint's Pod; "" if none is set or the Pod is unknown. It is not
+	// part of any Envoy resource.
+	Version string
 }

@@ -19,7 +19,13 @@ type Objects interface {
 	Services() []*corev1.Service
 	EndpointSlicesFor(namespace, service string) []*discoveryv1.EndpointSlice
 	PodsIn(namespace string) []*corev1.Pod
+	// Pod returns the Pod namespace/name, or nil.
+	Pod(namespace, name string) *corev1.Pod
 }
+
+// DefaultVersionLabels are the Pod labels that name a version when none are
+// configured.
+var DefaultVersionLabels = []string{"version"}
 
 // ClusterName returns the IR/Envoy name of a Service port's cluster.
 func ClusterName(namespace, service string, port uint32) string {
@@ -39,9 +45,15 @@ type Index struct {
 	services map[string]*corev1.Service
 }
 
-// Build reads every Service of objs. The result is deterministic.
-func Build(objs Objects) *Index {
+// Build reads every Service of objs. An endpoint's version is the value of
+// the first of versionLabels set on its Pod (DefaultVersionLabels if empty).
+// The result is deterministic.
+func Build(objs Objects, versionLabels []string) *Index {
 	idx := &Index{Clusters: map[string]*ir.Cluster{}, services: map[string]*corev1.Service{}}
+	if len(versionLabels) == 0 {
+		versionLabels = DefaultVersionLabels
+	}
+	v := versions{objs: objs, labels: versionLabels}
 	for _, svc := range objs.Services() {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
@@ -49,7 +61,7 @@ func Build(objs Objects) *Index {
 		idx.services[svc.Namespace+"/"+svc.Name] = svc
 		bare := barePortIndex(svc.Spec.Ports)
 		for i, sp := range svc.Spec.Ports {
-			c := buildCluster(objs, svc, sp)
+			c := buildCluster(v, svc, sp)
 			idx.Clusters[c.Name] = c
 			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, c.Name))
 		}
@@ -103,7 +115,7 @@ func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, cluster st
 	}
 }
 
-func buildCluster(objs Objects, svc *corev1.Service, sp corev1.ServicePort) *ir.Cluster {
+func buildCluster(v versions, svc *corev1.Service, sp corev1.ServicePort) *ir.Cluster {
 	c := &ir.Cluster{
 		Name:      ClusterName(svc.Namespace, svc.Name, uint32(sp.Port)),
 		Service:   svc.Name,
@@ -111,11 +123,11 @@ func buildCluster(objs Objects, svc *corev1.Service, sp corev1.ServicePort) *ir.
 		Port:      uint32(sp.Port),
 		Protocol:  protocolOf(sp),
 	}
-	slices := objs.EndpointSlicesFor(svc.Namespace, svc.Name)
+	slices := v.objs.EndpointSlicesFor(svc.Namespace, svc.Name)
 	if len(slices) > 0 {
-		c.Endpoints = endpointsFromSlices(slices, sp.Name)
+		c.Endpoints = endpointsFromSlices(v, slices, sp.Name)
 	} else if len(svc.Spec.Selector) > 0 {
-		c.Endpoints = endpointsFromPods(objs.PodsIn(svc.Namespace), svc.Spec.Selector, sp)
+		c.Endpoints = endpointsFromPods(v, v.objs.PodsIn(svc.Namespace), svc.Spec.Selector, sp)
 	}
 	c.Endpoints = sortedUnique(c.Endpoints)
 	return c
@@ -140,7 +152,7 @@ func protocolOf(sp corev1.ServicePort) ir.Protocol {
 
 // endpointsFromSlices returns the ready endpoints of the slices' port named
 // portName. A nil ready condition counts as ready, as the API documents.
-func endpointsFromSlices(slices []*discoveryv1.EndpointSlice, portName string) []ir.Endpoint {
+func endpointsFromSlices(v versions, slices []*discoveryv1.EndpointSlice, portName string) []ir.Endpoint {
 	var out []ir.Endpoint
 	for _, s := range slices {
 		if s.AddressType == discoveryv1.AddressTypeFQDN {
@@ -158,8 +170,9 @@ func endpointsFromSlices(slices []*discoveryv1.EndpointSlice, portName string) [
 			if ep.Zone != nil {
 				zone = *ep.Zone
 			}
+			version := v.ofRef(s.Namespace, ep.TargetRef)
 			for _, addr := range ep.Addresses {
-				out = append(out, ir.Endpoint{Address: addr, Port: port, Zone: zone})
+				out = append(out, ir.Endpoint{Address: addr, Port: port, Zone: zone, Version: version})
 			}
 		}
 	}
@@ -181,7 +194,7 @@ func slicePort(ports []discoveryv1.EndpointPort, name string) (uint32, bool) {
 
 // endpointsFromPods selects ready Pods with an IP, for Services without
 // EndpointSlices (hand-written files).
-func endpointsFromPods(pods []*corev1.Pod, selector map[string]string, sp corev1.ServicePort) []ir.Endpoint {
+func endpointsFromPods(v versions, pods []*corev1.Pod, selector map[string]string, sp corev1.ServicePort) []ir.Endpoint {
 	sel := labels.SelectorFromSet(selector)
 	var out []ir.Endpoint
 	for _, pod := range pods {
@@ -189,10 +202,44 @@ func endpointsFromPods(pods []*corev1.Pod, selector map[string]string, sp corev1
 			continue
 		}
 		if port, ok := podTargetPort(pod, sp); ok {
-			out = append(out, ir.Endpoint{Address: pod.Status.PodIP, Port: port})
+			out = append(out, ir.Endpoint{Address: pod.Status.PodIP, Port: port, Version: v.ofPod(pod)})
 		}
 	}
 	return out
+}
+
+// versions finds the version of an endpoint's Pod.
+type versions struct {
+	objs   Objects
+	labels []string // in order of precedence
+}
+
+// ofRef returns the version of the Pod an EndpointSlice endpoint targets
+// (its namespace defaults to the slice's), or "" if the target is not a
+// known Pod.
+func (v versions) ofRef(namespace string, ref *corev1.ObjectReference) string {
+	if ref == nil || ref.Kind != "Pod" || ref.Name == "" {
+		return ""
+	}
+	if ref.Namespace != "" {
+		namespace = ref.Namespace
+	}
+	pod := v.objs.Pod(namespace, ref.Name)
+	if pod == nil {
+		return ""
+	}
+	return v.ofPod(pod)
+}
+
+// ofPod returns the value of the first version label set to a non-empty
+// value on pod, or "".
+func (v versions) ofPod(pod *corev1.Pod) string {
+	for _, l := range v.labels {
+		if val := pod.Labels[l]; val != "" {
+			return val
+		}
+	}
+	return ""
 }
 
 // podReady is false for finished Pods and Pods whose Ready condition is False.

@@ -89,8 +89,8 @@ func Translate(objs Objects, services *kube.Index) Result {
 	return res
 }
 
-func objectStatus(kind, namespace, name string) status.Object {
-	return status.Object{Kind: kind, Namespace: namespace, Name: name}
+func objectStatus(kind, namespace, name string, generation int64) status.Object {
+	return status.Object{Kind: kind, Namespace: namespace, Name: name, Generation: generation}
 }
 
 func rejected(reason, format string, args ...any) status.Condition {
@@ -108,7 +108,7 @@ func translateGroups(in []*smiapi.HTTPRouteGroup) (map[string]group, []status.Ob
 	out := map[string]group{}
 	var st []status.Object
 	for _, g := range in {
-		s := objectStatus(smiapi.HTTPRouteGroupKind, g.Namespace, g.Name)
+		s := objectStatus(smiapi.HTTPRouteGroupKind, g.Namespace, g.Name, g.Generation)
 		matches, bad := translateMatches(g.Spec.Matches)
 		if bad != nil {
 			s.Set(*bad)

@@ -44,7 +44,7 @@ func (p *splitPlan) unresolved(reason, format string, args ...any) {
 func planSplit(ts *smiapi.TrafficSplit, groups map[string]group, services *kube.Index) *splitPlan {
 	p := &splitPlan{
 		ts:           ts,
-		status:       objectStatus(smiapi.TrafficSplitKind, ts.Namespace, ts.Name),
+		status:       objectStatus(smiapi.TrafficSplitKind, ts.Namespace, ts.Name, ts.Generation),
 		hostBackends: map[string][]ir.Backend{},
 		backendIndex: map[string]int{},
 		standby:      map[string][]string{},

@@ -28,6 +28,10 @@ type Object struct {
 	Namespace  string      `json:"namespace"`
 	Name       string      `json:"name"`
 	Conditions []Condition `json:"conditions"`
+	// Generation is the object's metadata.generation the conditions were
+	// computed for (observedGeneration when written back); 0 if unknown. It
+	// is not part of `weir translate`'s output.
+	Generation int64 `json:"-"`
 }
 
 // Set records c on o, replacing a condition of the same type.

@@ -13,16 +13,28 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/weir-mesh/weir/translator"
+	"github.com/weir-mesh/weir/translator/ir"
 	"github.com/weir-mesh/weir/translator/status"
 	"github.com/weir-mesh/weir/watcher"
 	"github.com/weir-mesh/weir/xds"
 )
 
-// Config is what `weir serve` takes.
+// Config is what `weir serve` takes. Exactly one source is used: the
+// directory Dir if set, else the cluster Kube points at.
 type Config struct {
 	// Dir is the directory of manifests the file source reads.
 	Dir string
+	// Kube is the client configuration of the cluster to read, used when
+	// Dir is "".
+	Kube *rest.Config
+	// Namespaces limits what is read from the cluster; empty means all.
+	Namespaces []string
+	// VersionLabels are the Pod labels that name an endpoint's version, in
+	// order of precedence; empty means "version".
+	VersionLabels []string
 	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
 	XDSAddr   string
 	AdminAddr string
@@ -43,14 +55,21 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	store    *watcher.Store
-	files    *watcher.FileSource
+	source   source
+	files    *watcher.FileSource // nil unless the source is a directory
 	xds      *xds.Server
 	xdsLis   net.Listener
 	adminLis net.Listener
 
 	mu     sync.Mutex
 	status []status.Object
+	ir     *ir.IR // last translation; nil before the first
 	ready  bool
+}
+
+// source fills the store; see watcher.FileSource and watcher.KubeSource.
+type source interface {
+	Run(ctx context.Context, ready chan<- struct{}) error
 }
 
 // New binds the listeners; nothing is served until Run.
@@ -58,15 +77,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Dir == "" {
-		return nil, errors.New("serve: no source: give a directory of manifests")
+	if cfg.Dir == "" && cfg.Kube == nil {
+		return nil, errors.New("serve: no source: give a directory of manifests or a cluster")
 	}
 	store, err := watcher.NewStore()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: store}
-	s.files = &watcher.FileSource{Dir: cfg.Dir, Store: store, Logger: cfg.Logger}
+	if cfg.Dir != "" {
+		s.files = &watcher.FileSource{Dir: cfg.Dir, Store: store, Logger: cfg.Logger}
+		s.source = s.files
+	} else {
+		s.source = &watcher.KubeSource{Config: cfg.Kube, Namespaces: cfg.Namespaces, Store: store, Logger: cfg.Logger}
+	}
 	s.xds = xds.NewServer(xds.Options{
 		OutboundAddress: cfg.OutboundAddress, OutboundPort: cfg.OutboundPort,
 		ClusterGrace: cfg.ClusterGrace, Logger: cfg.Logger,
@@ -97,7 +121,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 4)
 	loaded := make(chan struct{})
-	go func() { errc <- s.files.Run(ctx, loaded) }()
+	go func() { errc <- s.source.Run(ctx, loaded) }()
 	go func() { errc <- s.xds.Serve(ctx, s.xdsLis) }()
 	go func() { errc <- s.serveAdmin(ctx) }()
 	go func() {
@@ -135,10 +159,10 @@ func (s *Server) translateLoop(ctx context.Context) error {
 
 func (s *Server) translate() {
 	start := time.Now()
-	res := translator.Translate(s.store.Snapshot())
+	res := translator.Translate(s.store.Snapshot(), translator.Options{VersionLabels: s.cfg.VersionLabels})
 	s.xds.Update(res.IR)
 	s.mu.Lock()
-	s.status, s.ready = res.Status, true
+	s.status, s.ir, s.ready = res.Status, res.IR, true
 	s.mu.Unlock()
 	s.logRejected(res.Status)
 	s.log.Info("translated", "hosts", len(res.IR.Hosts), "clusters", len(res.IR.Clusters), "took", time.Since(start).Round(time.Microsecond))
@@ -185,6 +209,7 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.Handle("/debug/proxies", s.xds.ProxiesHandler())
 	mux.HandleFunc("/debug/status", s.debugStatus)
+	mux.HandleFunc("/debug/services", s.debugServices)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -214,11 +239,30 @@ func (s *Server) debugStatus(w http.ResponseWriter, _ *http.Request) {
 	st := s.status
 	s.mu.Unlock()
 	errs := map[string]string{}
-	for file, err := range s.files.Errors() {
-		errs[file] = err.Error()
+	if s.files != nil {
+		for file, err := range s.files.Errors() {
+			errs[file] = err.Error()
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(map[string]any{"status": st, "fileErrors": errs}) // client gone
+}
+
+// debugServices prints one line per Service of the last translation: its
+// ready endpoints grouped by version ("service NS/NAME: v1 3 ready, v2 1
+// ready"), sorted.
+func (s *Server) debugServices(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	last := s.ir
+	s.mu.Unlock()
+	if last == nil {
+		http.Error(w, "not ready: first translation pending", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	for _, sv := range last.ServiceVersions() {
+		fmt.Fprintln(w, sv)
+	}
 }
