@@ -3,7 +3,7 @@
 
 ENVOY := $(CURDIR)/.cache/bin/envoy
 
-.PHONY: all build envoy run test bench lint clean
+.PHONY: all build envoy k8sbins run test bench lint clean
 
 all: build
 
@@ -17,8 +17,14 @@ envoy:
 run: build envoy
 	bin/weir-demo
 
+# kube-apiserver, kube-controller-manager and etcd for the e2e suite, built
+# from the Go module proxy (hack/k8sbins/): ~10 min cold, instant when cached.
+k8sbins:
+	hack/k8sbins.sh
+
 test: export WEIR_ENVOY := $(ENVOY)
-test: envoy
+test: export WEIR_K8S_BIN := $(CURDIR)/.cache/k8s/bin
+test: envoy k8sbins
 	go vet ./...
 	go test -race -count=1 -timeout 30m ./...
 
