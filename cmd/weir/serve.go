@@ -39,6 +39,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Debounce, "debounce", 100*time.Millisecond, "quiet time after a change before translating")
 	fs.DurationVar(&cfg.DebounceMax, "debounce-max", time.Second, "longest wait before translating under a stream of changes")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	le := &cfg.LeaderElection
+	fs.StringVar(&le.Namespace, "lease-namespace", envOr("POD_NAMESPACE", "weir-system"), "namespace of the Lease replicas compete for (only the leader writes status)")
+	fs.StringVar(&le.Name, "lease-name", "weir", "name of that Lease")
+	fs.StringVar(&le.Identity, "lease-identity", os.Getenv("POD_NAME"), "this replica's name in the Lease; default hostname plus a random suffix")
+	fs.DurationVar(&le.LeaseDuration, "lease-duration", 15*time.Second, "how long other replicas wait after the leader's last renewal (whole seconds)")
+	fs.DurationVar(&le.RenewDeadline, "lease-renew-deadline", 10*time.Second, "how long the leader tries to renew before giving up")
+	fs.DurationVar(&le.RetryPeriod, "lease-retry-period", 2*time.Second, "time between leader election tries")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -139,4 +146,11 @@ func (l *stringList) Set(v string) error {
 	}
 	*l = append(*l, v)
 	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

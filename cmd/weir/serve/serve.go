@@ -47,7 +47,9 @@ type Config struct {
 	// bounds the wait under a steady stream of changes.
 	Debounce    time.Duration
 	DebounceMax time.Duration
-	Logger      *slog.Logger
+	// LeaderElection is used with Kube: the leader writes status back.
+	LeaderElection LeaderElection
+	Logger         *slog.Logger
 }
 
 // Server is a running control plane. Create it with New, then Run it.
@@ -57,14 +59,15 @@ type Server struct {
 	store    *watcher.Store
 	source   source
 	files    *watcher.FileSource // nil unless the source is a directory
+	status   *statusPublisher    // nil unless the source is a cluster
 	xds      *xds.Server
 	xdsLis   net.Listener
 	adminLis net.Listener
 
-	mu     sync.Mutex
-	status []status.Object
-	ir     *ir.IR // last translation; nil before the first
-	ready  bool
+	mu         sync.Mutex
+	lastStatus []status.Object
+	ir         *ir.IR // last translation; nil before the first
+	ready      bool
 }
 
 // source fills the store; see watcher.FileSource and watcher.KubeSource.
@@ -90,6 +93,9 @@ func New(cfg Config) (*Server, error) {
 		s.source = s.files
 	} else {
 		s.source = &watcher.KubeSource{Config: cfg.Kube, Namespaces: cfg.Namespaces, Store: store, Logger: cfg.Logger}
+		if s.status, err = newStatusPublisher(cfg); err != nil {
+			return nil, err
+		}
 	}
 	s.xds = xds.NewServer(xds.Options{
 		OutboundAddress: cfg.OutboundAddress, OutboundPort: cfg.OutboundPort,
@@ -119,9 +125,14 @@ func (s *Server) XDS() *xds.Server { return s.xds }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	parts := 4
+	errc := make(chan error, parts+1)
 	loaded := make(chan struct{})
 	go func() { errc <- s.source.Run(ctx, loaded) }()
+	if s.status != nil {
+		parts++
+		go func() { errc <- s.status.Run(ctx) }()
+	}
 	go func() { errc <- s.xds.Serve(ctx, s.xdsLis) }()
 	go func() { errc <- s.serveAdmin(ctx) }()
 	go func() {
@@ -133,7 +144,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	var first error
-	for i := 0; i < 4; i++ {
+	for i := 0; i < parts; i++ {
 		err := <-errc
 		if first == nil && (err != nil || ctx.Err() == nil) {
 			first = err
@@ -162,8 +173,11 @@ func (s *Server) translate() {
 	res := translator.Translate(s.store.Snapshot(), translator.Options{VersionLabels: s.cfg.VersionLabels})
 	s.xds.Update(res.IR)
 	s.mu.Lock()
-	s.status, s.ir, s.ready = res.Status, res.IR, true
+	s.lastStatus, s.ir, s.ready = res.Status, res.IR, true
 	s.mu.Unlock()
+	if s.status != nil {
+		s.status.offer(res.Status)
+	}
 	s.logRejected(res.Status)
 	s.log.Info("translated", "hosts", len(res.IR.Hosts), "clusters", len(res.IR.Clusters), "took", time.Since(start).Round(time.Microsecond))
 }
@@ -236,7 +250,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) debugStatus(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
-	st := s.status
+	st := s.lastStatus
 	s.mu.Unlock()
 	errs := map[string]string{}
 	if s.files != nil {
