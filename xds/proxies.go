@@ -119,9 +119,10 @@ type proxyState struct {
 }
 
 // proxyTracker records what every node asked for, was sent, ACKed and
-// NACKed. Safe for concurrent use.
+// NACKed, and counts pushes and NACKs in metrics. Safe for concurrent use.
 type proxyTracker struct {
 	log     *slog.Logger
+	metrics *metrics // set once, before the first stream
 	mu      sync.Mutex
 	nodes   map[string]*proxyState
 	streams map[int64]string
@@ -200,6 +201,7 @@ func (t *proxyTracker) request(id int64, r request) (nodeID string, answered boo
 	}
 	ps.nacked[r.typeURL] = version
 	ps.status.Nacks++
+	t.metrics.nacked(r.typeURL, ps.status.Role)
 	ps.status.LastNack = &Nack{TypeURL: r.typeURL, Version: version, Message: r.errDetail, At: time.Now().UTC()}
 	t.log.Warn("xds: proxy rejected configuration (NACK); it keeps its last good one", "node", nodeID, "type", r.typeURL, "version", version, "error", r.errDetail)
 	return nodeID, true, version
@@ -251,6 +253,7 @@ func (t *proxyTracker) response(id int64, typeURL, version, nonce string) {
 	}
 	ps.status.Sent[typeURL] = version
 	ps.status.Pushes[typeURL]++
+	t.metrics.pushed(typeURL, ps.status.Role)
 	if ps.nonces[typeURL] == nil {
 		ps.nonces[typeURL] = map[string]string{}
 	}
@@ -263,6 +266,29 @@ func (t *proxyTracker) answered(nodeID, typeURL, version string) bool {
 	defer t.mu.Unlock()
 	ps := t.nodes[nodeID]
 	return ps == nil || ps.status.Acked[typeURL] == version || ps.nacked[typeURL] == version
+}
+
+// acked reports whether node ACKed version of typeURL.
+func (t *proxyTracker) acked(nodeID, typeURL, version string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.nodes[nodeID]
+	return ps != nil && ps.status.Acked[typeURL] == version
+}
+
+// byRole returns the number of connected nodes by role, with every role
+// weir knows present.
+func (t *proxyTracker) byRole() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(envoy.Roles))
+	for _, r := range envoy.Roles {
+		out[string(r)] = 0
+	}
+	for _, ps := range t.nodes {
+		out[ps.status.Role]++
+	}
+	return out
 }
 
 // expects reports whether publishing a change to the resources changed of

@@ -25,6 +25,11 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -50,6 +55,11 @@ type Options struct {
 	MaxStreams      uint32
 	MaxMessageBytes int
 	Logger          *slog.Logger
+	// Meter receives the server's metrics (pushes, NACKs, connected
+	// proxies, push latency, snapshot sizes); nil records none.
+	Meter metric.MeterProvider
+	// Tracer receives a span per push; nil records none.
+	Tracer trace.TracerProvider
 }
 
 // Server is weir's ADS server. Its methods are safe for concurrent use.
@@ -58,6 +68,8 @@ type Server struct {
 	log     *slog.Logger
 	cache   cachev3.SnapshotCache
 	proxies *proxyTracker
+	metrics *metrics
+	tracer  trace.Tracer
 
 	mu      sync.Mutex
 	ir      *ir.IR
@@ -85,6 +97,14 @@ type nodeState struct {
 	publishedAt time.Time
 	retireAt    time.Time
 	timedOut    bool
+	// changedAt is when the store changed to give the configuration the
+	// node is moving to, until a step carrying its routes is published;
+	// measureFrom is the changedAt of the last step, until the node ACKs
+	// it (zero: nothing to measure). parent is the span of the translation
+	// the node's pushes follow from.
+	changedAt   time.Time
+	measureFrom time.Time
+	parent      trace.SpanContext
 }
 
 // NewServer returns a Server with no configuration; proxies that connect
@@ -119,6 +139,15 @@ func NewServer(opts Options) *Server {
 	// waiting for a request to name every resource of the snapshot.
 	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 	s.proxies = newProxyTracker(s.log)
+	m, err := newMetrics(opts.Meter, s.proxies.byRole)
+	if err != nil {
+		s.log.Error("xds: some metrics will be missing", "err", err)
+	}
+	s.metrics, s.proxies.metrics = m, m
+	if opts.Tracer == nil {
+		opts.Tracer = tracenoop.NewTracerProvider()
+	}
+	s.tracer = opts.Tracer.Tracer(meterName)
 	return s
 }
 
@@ -147,13 +176,31 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 }
 
-// Update makes in the configuration every node moves to from now on.
+// Update makes in the configuration every node moves to from now on. It
+// is UpdateAt with the current time and no parent span.
 func (s *Server) Update(in *ir.IR) {
+	s.UpdateAt(context.Background(), in, s.now())
+}
+
+// UpdateAt is Update for a configuration translated from the store as it
+// was at changedAt: the push latency of a node whose configuration changes
+// is measured from changedAt to its ACK. The push spans of those nodes
+// are children of the span in ctx.
+func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
+	parent := trace.SpanContextFromContext(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ir = in
-	for key := range s.keys {
+	changed := map[envoy.Proxy]bool{}
+	for key, ks := range s.keys {
+		old := ks.desired
 		s.rebuildLocked(key)
+		changed[key] = ks.desired != nil && (old == nil || !old.equal(ks.desired))
+	}
+	for _, ns := range s.nodes {
+		if changed[ns.key] {
+			ns.changedAt, ns.parent = changedAt, parent
+		}
 	}
 	s.advanceAllLocked()
 }
@@ -273,10 +320,26 @@ func (s *Server) forgetNode(nodeID string) {
 func (s *Server) answered(nodeID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.nodes[nodeID]; ok {
+	if ns, ok := s.nodes[nodeID]; ok {
+		s.measureLocked(nodeID, ns)
 		s.advanceLocked(nodeID)
 		s.scheduleLocked()
 	}
+}
+
+// measureLocked records the push latency of a node that ACKed every type
+// of a step that carried the routes of a change.
+func (s *Server) measureLocked(nodeID string, ns *nodeState) {
+	if ns.measureFrom.IsZero() {
+		return
+	}
+	for t, v := range ns.pending {
+		if !s.proxies.acked(nodeID, t, v) {
+			return
+		}
+	}
+	s.metrics.acked(string(ns.key.Role), s.now().Sub(ns.measureFrom))
+	ns.measureFrom = time.Time{}
 }
 
 func (s *Server) advanceAllLocked() {
@@ -337,7 +400,10 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next resourceSet, s
 			}
 		}
 	}
+	span := s.startPush(nodeID, ns, st, next)
+	defer span.End()
 	if err := s.cache.SetSnapshot(context.Background(), nodeID, next.snapshot()); err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		s.log.Error("xds: set snapshot", "node", nodeID, "err", err)
 		return
 	}
@@ -345,7 +411,34 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next resourceSet, s
 	if st == stepSwitch {
 		ns.retireAt = s.now().Add(s.opts.ClusterGrace)
 	}
+	// The latency of a change ends when the proxy ACKs the step that
+	// carries its routes: the switch, or a retire with no switch before
+	// it. A step nobody must answer ends nothing.
+	ns.measureFrom = time.Time{}
+	if st != stepWarm {
+		if len(pending) > 0 {
+			ns.measureFrom = ns.changedAt
+		}
+		ns.changedAt = time.Time{}
+	}
+	s.metrics.published(string(ns.key.Role), setSize(next))
 	s.log.Debug("xds: published", "node", nodeID, "step", st)
+}
+
+// startPush starts the span of one push, a child of the translation that
+// led to it. With tracing off it is a noop span and attributes are not
+// built.
+func (s *Server) startPush(nodeID string, ns *nodeState, st step, next resourceSet) trace.Span {
+	ctx := context.Background()
+	if ns.parent.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, ns.parent)
+	}
+	_, span := s.tracer.Start(ctx, "xds.push")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("weir.node", nodeID), attribute.String("weir.role", string(ns.key.Role)),
+			attribute.String("weir.step", st.String()), attribute.Int("weir.resources", setSize(next)))
+	}
+	return span
 }
 
 // scheduleLocked arms one timer for the earliest grace end or ACK deadline.

@@ -25,6 +25,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var cfg serve.Config
 	var outboundPort uint
+	var otlpEndpoint string
+	var otlpInsecure bool
 	var logLevel, kubeconfig string
 	var namespaces, versionLabels stringList
 	fs.StringVar(&cfg.Dir, "dir", "", "directory of Kubernetes manifests to serve (watched for edits); default "+defaultDir+" when no cluster is configured")
@@ -32,12 +34,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&namespaces, "namespace", "namespace to read from the cluster (repeatable); default all")
 	fs.Var(&versionLabels, "version-label", "Pod label naming an endpoint's version (repeatable, first set wins); default version")
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "ADS gRPC listen address")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:19000", "admin HTTP listen address (/readyz, /debug/proxies, /debug/status, /debug/services)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:19000", "admin HTTP listen address (/metrics, /readyz, /debug/proxies, /debug/status, /debug/services)")
 	fs.StringVar(&cfg.OutboundAddress, "outbound-address", "127.0.0.1", "sidecar outbound listener address, unless the node's metadata sets weir.outbound_address")
 	fs.UintVar(&outboundPort, "outbound-port", envoy.DefaultOutboundPort, "sidecar outbound listener port, unless the node's metadata sets weir.outbound_port")
 	fs.DurationVar(&cfg.ClusterGrace, "cluster-grace", 5*time.Second, "how long a cluster no route uses is still served")
 	fs.DurationVar(&cfg.Debounce, "debounce", 100*time.Millisecond, "quiet time after a change before translating")
 	fs.DurationVar(&cfg.DebounceMax, "debounce-max", time.Second, "longest wait before translating under a stream of changes")
+	fs.StringVar(&otlpEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector (host:port) to send a trace span per translation and per push to; default none")
+	fs.BoolVar(&otlpInsecure, "otlp-insecure", false, "talk to the --otlp-endpoint in plaintext instead of TLS")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	le := &cfg.LeaderElection
 	fs.StringVar(&le.Namespace, "lease-namespace", envOr("POD_NAMESPACE", "weir-system"), "namespace of the Lease replicas compete for (only the leader writes status)")
@@ -59,6 +63,20 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if otlpEndpoint != "" {
+		tp, err := newTracerProvider(ctx, otlpEndpoint, otlpInsecure, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(flush); err != nil {
+				cfg.Logger.Warn("some trace spans were not sent", "endpoint", otlpEndpoint, "err", err)
+			}
+		}()
+		cfg.TracerProvider = tp
+	}
 	if err := chooseSource(&cfg, kubeconfig); err != nil {
 		return err
 	}

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"k8s.io/client-go/rest"
 
 	"github.com/weir-mesh/weir/translator"
@@ -50,6 +53,9 @@ type Config struct {
 	// LeaderElection is used with Kube: the leader writes status back.
 	LeaderElection LeaderElection
 	Logger         *slog.Logger
+	// TracerProvider receives a span per translation and per push; nil
+	// records none.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is a running control plane. Create it with New, then Run it.
@@ -61,6 +67,8 @@ type Server struct {
 	files    *watcher.FileSource // nil unless the source is a directory
 	status   *statusPublisher    // nil unless the source is a cluster
 	xds      *xds.Server
+	tel      *telemetry
+	tracer   trace.Tracer
 	xdsLis   net.Listener
 	adminLis net.Listener
 
@@ -97,9 +105,17 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if s.tel, err = newTelemetry(); err != nil {
+		return nil, err
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	s.tracer = cfg.TracerProvider.Tracer("github.com/weir-mesh/weir/cmd/weir/serve")
 	s.xds = xds.NewServer(xds.Options{
 		OutboundAddress: cfg.OutboundAddress, OutboundPort: cfg.OutboundPort,
 		ClusterGrace: cfg.ClusterGrace, Logger: cfg.Logger,
+		Meter: s.tel.provider, Tracer: cfg.TracerProvider,
 	})
 	if s.xdsLis, err = net.Listen("tcp", cfg.XDSAddr); err != nil {
 		return nil, fmt.Errorf("serve: xds listener: %w", err)
@@ -159,19 +175,29 @@ func (s *Server) Run(ctx context.Context) error {
 
 // translateLoop translates once now and again after every burst of changes.
 func (s *Server) translateLoop(ctx context.Context) error {
-	s.translate()
+	s.translate(ctx, time.Now())
 	for {
-		if !debounce(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax) {
+		changedAt, ok := debounce(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax)
+		if !ok {
 			return nil
 		}
-		s.translate()
+		s.translate(ctx, changedAt)
 	}
 }
 
-func (s *Server) translate() {
+// translate translates the store and hands the result to the ADS server,
+// which measures push latency from changedAt. It is one span, parent of
+// the pushes it causes.
+func (s *Server) translate(ctx context.Context, changedAt time.Time) {
+	ctx, span := s.tracer.Start(ctx, "translate")
+	defer span.End()
 	start := time.Now()
 	res := translator.Translate(s.store.Snapshot(), translator.Options{VersionLabels: s.cfg.VersionLabels})
-	s.xds.Update(res.IR)
+	s.tel.translation.Record(ctx, time.Since(start).Seconds())
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("weir.hosts", len(res.IR.Hosts)), attribute.Int("weir.clusters", len(res.IR.Clusters)))
+	}
+	s.xds.UpdateAt(ctx, res.IR, changedAt)
 	s.mu.Lock()
 	s.lastStatus, s.ir, s.ready = res.Status, res.IR, true
 	s.mu.Unlock()
@@ -191,13 +217,15 @@ func (s *Server) logRejected(objs []status.Object) {
 }
 
 // debounce waits for a change, then for quiet lasting wait, never longer
-// than max in total. It returns false when ctx is done.
-func debounce(ctx context.Context, changed <-chan struct{}, wait, max time.Duration) bool {
+// than max in total. It returns when it saw the first change, and false
+// when ctx is done.
+func debounce(ctx context.Context, changed <-chan struct{}, wait, max time.Duration) (time.Time, bool) {
 	select {
 	case <-ctx.Done():
-		return false
+		return time.Time{}, false
 	case <-changed:
 	}
+	first := time.Now()
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
 	for {
@@ -205,14 +233,14 @@ func debounce(ctx context.Context, changed <-chan struct{}, wait, max time.Durat
 		select {
 		case <-ctx.Done():
 			quiet.Stop()
-			return false
+			return time.Time{}, false
 		case <-changed:
 			quiet.Stop()
 		case <-quiet.C:
-			return true
+			return first, true
 		case <-deadline.C:
 			quiet.Stop()
-			return true
+			return first, true
 		}
 	}
 }
@@ -221,6 +249,7 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", s.readyz)
+	mux.Handle("/metrics", s.tel.handler)
 	mux.Handle("/debug/proxies", s.xds.ProxiesHandler())
 	mux.HandleFunc("/debug/status", s.debugStatus)
 	mux.HandleFunc("/debug/services", s.debugServices)
