@@ -158,14 +158,14 @@ func (k *KubeSource) clientsFor() (kubeClients, error) {
 		return kubeClients{}, errors.New("kubernetes source: no client configuration")
 	}
 	// Core objects travel as protobuf: cheaper for both ends on big clusters.
-	coreCfg := rest.CopyConfig(k.Config)
+	coreCfg := withServerWait(k.Config)
 	coreCfg.ContentType = "application/vnd.kubernetes.protobuf"
 	coreCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	core, err := kubernetes.NewForConfig(coreCfg)
 	if err != nil {
 		return kubeClients{}, fmt.Errorf("kubernetes source: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(k.Config)
+	dyn, err := dynamic.NewForConfig(withServerWait(k.Config))
 	if err != nil {
 		return kubeClients{}, fmt.Errorf("kubernetes source: %w", err)
 	}
