@@ -12,7 +12,10 @@ pkg=$root/.cache/envoy/pkg
 bin=$root/.cache/bin/envoy
 
 has_version() {
-  [[ -x $bin ]] && "$bin" --version 2>/dev/null | grep -q "/${ENVOY_VERSION}/"
+  # Read the whole output first: with pipefail, grep -q closing the pipe
+  # early makes envoy die of SIGPIPE and the check fail at random.
+  local out
+  [[ -x $bin ]] && out=$("$bin" --version 2>/dev/null) && [[ $out == *"/${ENVOY_VERSION}/"* ]]
 }
 
 if has_version; then
