@@ -113,6 +113,12 @@ type proxyState struct {
 	status ProxyStatus
 	// nonces maps a response nonce to the version it carried, per type.
 	nonces map[string]map[string]string
+	// sentNames maps a response nonce to the names subscribed when it was
+	// sent (nil: wildcard), per type; ackedNames holds those of the last
+	// ACKed response.
+	sentNames  map[string]map[string]map[string]bool
+	ackedNames map[string]map[string]bool
+	ackedAll   map[string]bool
 	// nacked maps a type URL to the last version the proxy rejected.
 	nacked map[string]string
 	subs   map[string]*subscription
@@ -151,6 +157,7 @@ func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy, delt
 			status: ProxyStatus{NodeID: node.GetId(), Role: string(key.Role), Namespace: key.Namespace, Delta: delta,
 				ConnectedSince: time.Now().UTC(), Sent: map[string]string{}, Acked: map[string]string{}, Pushes: map[string]int{}},
 			nonces: map[string]map[string]string{}, nacked: map[string]string{}, subs: map[string]*subscription{},
+			sentNames: map[string]map[string]map[string]bool{}, ackedNames: map[string]map[string]bool{}, ackedAll: map[string]bool{},
 		}
 		t.nodes[node.GetId()] = ps
 	}
@@ -195,8 +202,11 @@ func (t *proxyTracker) request(id int64, r request) (nodeID string, answered boo
 		return nodeID, false, "" // a nonce from an older response or process
 	}
 	delete(ps.nonces[r.typeURL], r.nonce)
+	names := ps.sentNames[r.typeURL][r.nonce]
+	delete(ps.sentNames[r.typeURL], r.nonce)
 	if r.errDetail == "" {
 		ps.status.Acked[r.typeURL] = version
+		ps.ackedNames[r.typeURL], ps.ackedAll[r.typeURL] = names, names == nil
 		return nodeID, true, ""
 	}
 	ps.nacked[r.typeURL] = version
@@ -223,13 +233,18 @@ func (ps *proxyState) subscribe(r request) {
 		sub.wildcard = len(r.names) == 0 && len(r.subscribe) == 0
 	}
 	if !r.delta {
+		prev := sub.names
 		sub.wildcard, sub.names = len(r.names) == 0, map[string]bool{}
 		for _, n := range r.names {
 			sub.names[n] = true
+			if !prev[n] {
+				delete(ps.ackedNames[r.typeURL], n) // must be ACKed again
+			}
 		}
 		return
 	}
 	for _, n := range r.subscribe {
+		delete(ps.ackedNames[r.typeURL], n)
 		if n == "*" {
 			sub.wildcard = true
 		}
@@ -258,6 +273,26 @@ func (t *proxyTracker) response(id int64, typeURL, version, nonce string) {
 		ps.nonces[typeURL] = map[string]string{}
 	}
 	ps.nonces[typeURL][nonce] = version
+	if ps.sentNames[typeURL] == nil {
+		ps.sentNames[typeURL] = map[string]map[string]bool{}
+	}
+	var names map[string]bool
+	if sub := ps.subs[typeURL]; sub != nil && !sub.wildcard {
+		names = map[string]bool{}
+		for n := range sub.names {
+			names[n] = true
+		}
+	}
+	ps.sentNames[typeURL][nonce] = names
+}
+
+// hasAcked reports whether node ACKed a response of typeURL sent while it
+// was subscribed to name.
+func (t *proxyTracker) hasAcked(nodeID, typeURL, name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.nodes[nodeID]
+	return ps == nil || ps.ackedAll[typeURL] || ps.ackedNames[typeURL][name]
 }
 
 // answered reports whether node ACKed or NACKed version of typeURL.

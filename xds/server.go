@@ -24,6 +24,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -97,6 +98,10 @@ type nodeState struct {
 	publishedAt time.Time
 	retireAt    time.Time
 	timedOut    bool
+	// warming are the clusters a gRPC warm step newly names: grpc-go sets
+	// one up only once it has its cluster and endpoints, after ACKing the
+	// route that names it.
+	warming []string
 	// changedAt is when the store changed to give the configuration the
 	// node is moving to, until a step carrying its routes is published;
 	// measureFrom is the changedAt of the last step, until the node ACKs
@@ -366,13 +371,34 @@ func (s *Server) advanceLocked(nodeID string) {
 		if st == stepRetire && ns.step == stepSwitch && s.now().Before(ns.retireAt) {
 			return // the grace timer comes back
 		}
+		var warming []string
+		if st == stepWarm && ns.key.Role == envoy.GRPC {
+			warming = newlyNamed(ns.published, next)
+		}
 		s.publishLocked(nodeID, ns, next, st)
+		ns.warming = warming
 	}
 }
 
+// grpcWarmDwell is how long a gRPC warm step stays before the switch:
+// grpc-go ACKs before its channel applies a configuration, and says nothing
+// when it has.
+const grpcWarmDwell = 100 * time.Millisecond
+
 // settledLocked reports whether the node answered every type of its last
-// step, or the answer is overdue.
+// step (for a gRPC warm step: ACKed clusters and endpoints naming what it
+// newly routes to, and grpcWarmDwell passed), or the answer is overdue.
 func (s *Server) settledLocked(nodeID string, ns *nodeState) bool {
+	if len(ns.warming) > 0 && s.now().Before(ns.publishedAt.Add(grpcWarmDwell)) {
+		return false
+	}
+	for _, c := range ns.warming {
+		for _, t := range []string{resourcev3.ClusterType, resourcev3.EndpointType} {
+			if !s.proxies.hasAcked(nodeID, t, c) && s.now().Sub(ns.publishedAt) < s.opts.AckTimeout {
+				return false
+			}
+		}
+	}
 	for t, v := range ns.pending {
 		if !s.proxies.answered(nodeID, t, v) {
 			if s.now().Sub(ns.publishedAt) < s.opts.AckTimeout {
@@ -455,6 +481,9 @@ func (s *Server) scheduleLocked() {
 		}
 		if ns.step == stepSwitch {
 			consider(ns.retireAt)
+		}
+		if len(ns.warming) > 0 && ns.step == stepWarm {
+			consider(ns.publishedAt.Add(grpcWarmDwell))
 		}
 	}
 	if s.timer != nil {

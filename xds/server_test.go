@@ -129,6 +129,9 @@ func TestNewClusterBeforeRoute(t *testing.T) {
 	for _, role := range []envoy.Role{envoy.Sidecar, envoy.GRPC} {
 		t.Run(string(role), func(t *testing.T) {
 			s := quietServer(time.Hour)
+			clock := new(time.Time)
+			*clock = time.Unix(1000, 0)
+			s.now = func() time.Time { return *clock }
 			s.Update(twoVersions(100, 0))
 			p := connect(t, s, "n1", role)
 			routesBefore := s.SnapshotVersions("n1")[resourcev3.RouteType]
@@ -144,6 +147,18 @@ func TestNewClusterBeforeRoute(t *testing.T) {
 				t.Error("gRPC route configuration does not name the new cluster in its standby route")
 			}
 			warm := s.SnapshotVersions("n1")
+			if role == envoy.GRPC {
+				// grpc-go asks for a cluster once a route names it, and the
+				// switch waits until it has ACKed that cluster's resources.
+				p.ackAll(t)
+				if s.SnapshotVersions("n1")[resourcev3.RouteType] != warm[resourcev3.RouteType] {
+					t.Fatal("routes moved before the gRPC client had the new cluster")
+				}
+				for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType} {
+					s.proxies.request(p.stream, request{typeURL: typ, names: []string{"a", "b"}})
+				}
+				*clock = clock.Add(grpcWarmDwell)
+			}
 			p.ackAll(t)
 			if s.SnapshotVersions("n1")[resourcev3.RouteType] == warm[resourcev3.RouteType] {
 				t.Error("routes did not move after the proxy answered the warm step")

@@ -41,6 +41,11 @@ func nextStep(cur, want resourceSet, role envoy.Role) (resourceSet, step) {
 	if added := missing(cur, want, resourcev3.ClusterType); len(added) > 0 {
 		return warm(cur, want, added, role), stepWarm
 	}
+	if role == envoy.GRPC {
+		if next := standbyNewlyNamed(cur, want); !next.equal(cur) {
+			return next, stepWarm
+		}
+	}
 	if sw := switched(cur, want); !sw.equal(cur) {
 		return sw, stepSwitch
 	}
@@ -104,7 +109,7 @@ func routeConfigClusters(rc *routev3.RouteConfiguration, keep map[string]bool) [
 	for _, vh := range rc.VirtualHosts {
 		for _, r := range vh.Routes {
 			for _, c := range envoy.RouteClusters(r) {
-				if keep[c] && !seen[c] {
+				if (keep == nil || keep[c]) && !seen[c] {
 					seen[c] = true
 					out = append(out, c)
 				}
@@ -127,4 +132,53 @@ func switched(cur, want resourceSet) resourceSet {
 		}
 	}
 	return next
+}
+
+// standbyNewlyNamed is cur where each gRPC route configuration that want
+// makes name clusters it did not name has them in its standby route.
+func standbyNewlyNamed(cur, want resourceSet) resourceSet {
+	next := cur.clone()
+	for name, e := range want[resourcev3.RouteType] {
+		old, ok := cur[resourcev3.RouteType][name]
+		if !ok {
+			continue
+		}
+		needs := newlyNamedIn(old, e)
+		if len(needs) == 0 {
+			continue
+		}
+		rc := envoy.WithStandby(old.res.(*routev3.RouteConfiguration), needs)
+		if h, err := hashMessage(rc); err == nil {
+			next[resourcev3.RouteType][name] = entry{res: rc, hash: h}
+		}
+	}
+	return next
+}
+
+// newlyNamedIn returns the clusters route configuration e names and old does not.
+func newlyNamedIn(old, e entry) []string {
+	named := map[string]bool{}
+	for _, c := range routeConfigClusters(old.res.(*routev3.RouteConfiguration), nil) {
+		named[c] = true
+	}
+	var out []string
+	for _, c := range routeConfigClusters(e.res.(*routev3.RouteConfiguration), nil) {
+		if !named[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// newlyNamed returns the clusters the route configurations of next name
+// that the same route configurations of cur did not.
+func newlyNamed(cur, next resourceSet) []string {
+	var out []string
+	for name, e := range next[resourcev3.RouteType] {
+		if old, ok := cur[resourcev3.RouteType][name]; ok {
+			out = append(out, newlyNamedIn(old, e)...)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
