@@ -795,3 +795,29 @@ func allAcked(srv *xds.Server, n int) error {
 	}
 	return nil
 }
+
+// metricValue reads one sample, named with its labels exactly as the
+// Prometheus text format writes them, from weir's /metrics; a missing
+// sample is 0.
+func metricValue(t testing.TB, adminAddr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return 0
+}

@@ -555,10 +555,17 @@ func nackEnvoy(t *testing.T, delta bool) {
 		t.Errorf("NACKed route version %s, want the desired one %s", nack.Version, want)
 	}
 	st := sc.status(t)
+	routePushes := metricValue(t, weir.AdminAddr(), `weir_xds_pushes_total{role="sidecar",type="route"}`)
 	// Absence of events: a resend loop would show within 2 s.
 	l.await(t, 2*loadRate, nacked, awaitLoad)
 	time.Sleep(time.Until(nacked.Add(2 * time.Second)))
 	st2 := sc.status(t)
+	if got := metricValue(t, weir.AdminAddr(), `weir_xds_nacks_total{role="sidecar",type="route"}`); got != 1 {
+		t.Errorf("/metrics: %v route NACKs, want 1", got)
+	}
+	if got := metricValue(t, weir.AdminAddr(), `weir_xds_pushes_total{role="sidecar",type="route"}`); got != routePushes {
+		t.Errorf("/metrics: route pushes went from %v to %v in the 2 s after the NACK, want no resend", routePushes, got)
+	}
 	if !cmp.Equal(st.Pushes, st2.Pushes) || st2.Nacks != st.Nacks || st2.Nacks != 1 {
 		t.Errorf("after the NACK: pushes %v then %v 2 s later, NACKs %d then %d; want no change and 1 NACK",
 			st.Pushes, st2.Pushes, st.Nacks, st2.Nacks)
