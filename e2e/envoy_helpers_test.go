@@ -209,13 +209,11 @@ func (s *sidecar) waitRoute(t testing.TB, prev map[string]string) map[string]str
 // status returns what weir knows of this proxy.
 func (s *sidecar) status(t testing.TB) xds.ProxyStatus {
 	t.Helper()
-	for _, p := range s.weir.XDS().Proxies() {
-		if p.NodeID == s.nodeID {
-			return p
-		}
+	p, ok := proxyOf(s.weir.XDS(), s.nodeID)
+	if !ok {
+		t.Fatalf("weir does not know node %s", s.nodeID)
 	}
-	t.Fatalf("weir does not know node %s", s.nodeID)
-	return xds.ProxyStatus{}
+	return p
 }
 
 // request is one kind of request sent through the sidecar's outbound listener.
@@ -233,9 +231,9 @@ func newClient(conns int) *http.Client {
 	}
 }
 
-// do sends r and returns its outcome: "v1" or "v2" for a 200 from that
-// backend, else "HTTP <code>", "bad body" or "error", with the detail.
-func (s *sidecar) do(c *http.Client, r request) (string, error) {
+// answer sends r through the sidecar and returns the backend's answer (its
+// trimmed body) for a 200, else "HTTP <code>" or "error", with the detail.
+func (s *sidecar) answer(c *http.Client, r request) (string, error) {
 	req, err := http.NewRequest(r.Method, "http://"+s.outbound+r.Path, nil)
 	if err != nil {
 		return "error", err
@@ -253,7 +251,17 @@ func (s *sidecar) do(c *http.Client, r request) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("%s: %s %q", r, resp.Status, body)
 	}
-	switch strings.TrimSpace(string(body)) {
+	return strings.TrimSpace(string(body)), nil
+}
+
+// do sends r and returns its outcome: "v1" or "v2" for a 200 from that
+// backend, else "HTTP <code>", "bad body" or "error", with the detail.
+func (s *sidecar) do(c *http.Client, r request) (string, error) {
+	body, err := s.answer(c, r)
+	if err != nil {
+		return body, err
+	}
+	switch body {
 	case "Hi, I am v1!":
 		return "v1", nil
 	case "Hi, I am v2!":

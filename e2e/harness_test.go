@@ -134,25 +134,36 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 	}
 }
 
+// proxyOf returns what srv knows of node nodeID, and whether it is connected.
+func proxyOf(srv *xds.Server, nodeID string) (xds.ProxyStatus, bool) {
+	for _, p := range srv.Proxies() {
+		if p.NodeID == nodeID {
+			return p, true
+		}
+	}
+	return xds.ProxyStatus{}, false
+}
+
 // ackedVersions waits until node has ACKed, for every type, the version
 // weir wants it to have (past any intermediate push step), and at least one
-// version differs from prev (nil prev: any published
-// configuration). It returns the ACKed versions and fails on a NACK.
+// version differs from prev (nil prev: any published configuration). It
+// returns the ACKed versions and fails on a NACK.
 func ackedVersions(t testing.TB, srv *xds.Server, nodeID string, prev map[string]string, types ...string) map[string]string {
+	t.Helper()
+	return waitDesired(t, srv, nodeID, prev, true, types...)
+}
+
+// waitDesired is ackedVersions; with failOnNack false it tolerates NACKs
+// (an earlier one, or a new one, which then shows as a timeout).
+func waitDesired(t testing.TB, srv *xds.Server, nodeID string, prev map[string]string, failOnNack bool, types ...string) map[string]string {
 	t.Helper()
 	var acked map[string]string
 	waitFor(t, 10*time.Second, "node "+nodeID+" to ACK a new configuration", func() error {
-		var ps *xds.ProxyStatus
-		for _, p := range srv.Proxies() {
-			if p.NodeID == nodeID {
-				ps = &p
-				break
-			}
-		}
-		if ps == nil {
+		ps, ok := proxyOf(srv, nodeID)
+		if !ok {
 			return errors.New("not connected")
 		}
-		if ps.LastNack != nil {
+		if failOnNack && ps.LastNack != nil {
 			t.Fatalf("node %s NACKed %s: %s", nodeID, ps.LastNack.TypeURL, ps.LastNack.Message)
 		}
 		published, desired := srv.SnapshotVersions(nodeID), srv.DesiredVersions(nodeID)

@@ -366,29 +366,6 @@ func startKubeSidecar(t testing.TB, w *weirProc, namespace string) (*sidecar, ma
 	return s, w.waitConverged(t, 15*time.Second, s.nodeID, nil, nil)
 }
 
-// hit sends r through the sidecar and returns the backend's answer (its
-// body) for a 200, else "HTTP <code>" or "error", with the detail.
-func hit(s *sidecar, c *http.Client, r request) (string, error) {
-	req, err := http.NewRequest(r.Method, "http://"+s.outbound+r.Path, nil)
-	if err != nil {
-		return "error", err
-	}
-	req.Host = r.Host
-	resp, err := c.Do(req)
-	if err != nil {
-		return "error", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "error", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("%s: %s %q", r, resp.Status, body)
-	}
-	return strings.TrimSpace(string(body)), nil
-}
-
 // kubeSend sends n requests r over 8 keep-alive connections and counts
 // the answers.
 func kubeSend(t testing.TB, s *sidecar, n int, r request) tally {
@@ -411,7 +388,7 @@ func kubeStartLoad(s *sidecar, workers int, r request, limit int64) *load {
 			c := newClient(1)
 			defer c.CloseIdleConnections()
 			for !l.stop.Load() && l.total.Add(1) <= limit {
-				out, err := hit(s, c, r)
+				out, err := s.answer(c, r)
 				l.mu.Lock()
 				l.counts[out]++
 				if err != nil && l.example == nil {

@@ -246,24 +246,11 @@ var versionBody = regexp.MustCompile(`^Hi, I am (v[0-9]+)!$`)
 // body" or "error", with the detail (for Envoy's own answers its body says
 // why, e.g. "no healthy upstream").
 func (s *sidecar) fetch(c *http.Client, r request) (string, error) {
-	req, err := http.NewRequest(r.Method, "http://"+s.outbound+r.Path, nil)
+	body, err := s.answer(c, r)
 	if err != nil {
-		return "error", err
+		return body, err
 	}
-	req.Host = r.Host
-	resp, err := c.Do(req)
-	if err != nil {
-		return "error", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "error", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("%s: %s %q", r, resp.Status, body)
-	}
-	m := versionBody.FindStringSubmatch(strings.TrimSpace(string(body)))
+	m := versionBody.FindStringSubmatch(body)
 	if m == nil {
 		return "bad body", fmt.Errorf("%s: body %q", r, body)
 	}
@@ -496,33 +483,7 @@ func clusterOf(version string) string {
 // earlier NACK, and fails on a new one only by timing out.
 func settled(t testing.TB, srv *xds.Server, nodeID string, prev map[string]string, types ...string) map[string]string {
 	t.Helper()
-	var acked map[string]string
-	waitFor(t, 10*time.Second, "node "+nodeID+" to settle", func() error {
-		var ps *xds.ProxyStatus
-		for _, p := range srv.Proxies() {
-			if p.NodeID == nodeID {
-				ps = &p
-				break
-			}
-		}
-		if ps == nil {
-			return errors.New("not connected")
-		}
-		published, desired := srv.SnapshotVersions(nodeID), srv.DesiredVersions(nodeID)
-		changed := prev == nil
-		for _, typ := range types {
-			if published[typ] == "" || published[typ] != desired[typ] || ps.Acked[typ] != published[typ] {
-				return fmt.Errorf("%s: desired %q, published %q, acked %q", typ, desired[typ], published[typ], ps.Acked[typ])
-			}
-			changed = changed || prev[typ] != published[typ]
-		}
-		if !changed {
-			return errors.New("no new version published yet")
-		}
-		acked = ps.Acked
-		return nil
-	})
-	return acked
+	return waitDesired(t, srv, nodeID, prev, false, types...)
 }
 
 // dialXDS dials grpcTarget as node nodeID of the weir at xdsAddr, through
@@ -688,13 +649,11 @@ func (g *grpcLeg) load(t testing.TB, rate, limit int) *steadyLoad {
 // status returns what weir knows of the leg's client.
 func (g *grpcLeg) status(t testing.TB) xds.ProxyStatus {
 	t.Helper()
-	for _, p := range g.weir.XDS().Proxies() {
-		if p.NodeID == g.nodeID {
-			return p
-		}
+	p, ok := proxyOf(g.weir.XDS(), g.nodeID)
+	if !ok {
+		t.Fatalf("weir does not know node %s", g.nodeID)
 	}
-	t.Fatalf("weir does not know node %s", g.nodeID)
-	return xds.ProxyStatus{}
+	return p
 }
 
 // waitReconnected waits until node is connected to srv, srv published what
@@ -704,13 +663,8 @@ func waitReconnected(t *testing.T, srv *xds.Server, nodeID string, required []st
 	t.Helper()
 	var after xds.ProxyStatus
 	waitFor(t, 30*time.Second, "node "+nodeID+" to reconnect and ACK what it was sent", func() error {
-		var ps *xds.ProxyStatus
-		for _, p := range srv.Proxies() {
-			if p.NodeID == nodeID {
-				ps = &p
-			}
-		}
-		if ps == nil {
+		ps, ok := proxyOf(srv, nodeID)
+		if !ok {
 			return errors.New("not connected")
 		}
 		if published, desired := srv.SnapshotVersions(nodeID), srv.DesiredVersions(nodeID); !cmp.Equal(published, desired) {
@@ -726,7 +680,7 @@ func waitReconnected(t *testing.T, srv *xds.Server, nodeID string, required []st
 				return fmt.Errorf("%s: sent %s, acked %q", typ, v, ps.Acked[typ])
 			}
 		}
-		after = *ps
+		after = ps
 		return nil
 	})
 	return after
