@@ -210,13 +210,6 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 	s.advanceAllLocked()
 }
 
-// Ready reports whether the first configuration has arrived.
-func (s *Server) Ready() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ir != nil
-}
-
 // Proxies returns the state of every connected proxy, sorted by node id.
 func (s *Server) Proxies() []ProxyStatus { return s.proxies.list() }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,23 +30,7 @@ import (
 // the counters back from /metrics.
 func TestMetricsEndpoint(t *testing.T) {
 	dir := copyDir(t, "../../../examples/canary")
-	s, err := New(Config{
-		Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		OutboundAddress: "127.0.0.1", OutboundPort: 15001, Debounce: 10 * time.Millisecond, DebounceMax: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	s, ctx := runTestServer(t, dir)
 	metrics := "http://" + s.AdminAddr() + "/metrics"
 	waitFor(t, metrics, `weir_translation_duration_seconds_count`, func(v float64) bool { return v >= 1 })
 

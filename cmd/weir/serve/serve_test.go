@@ -20,23 +20,7 @@ func TestNewNeedsASource(t *testing.T) {
 // TestDebugServices serves the example directory and reads each Service's
 // versions from the admin endpoint.
 func TestDebugServices(t *testing.T) {
-	s, err := New(Config{
-		Dir: "../../../examples/canary", XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		OutboundAddress: "127.0.0.1", OutboundPort: 15001, Debounce: 10 * time.Millisecond, DebounceMax: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	s, _ := runTestServer(t, "../../../examples/canary")
 	url := "http://" + s.AdminAddr() + "/debug/services"
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -69,4 +53,28 @@ func get(t *testing.T, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// runTestServer serves dir on free loopback ports until the test ends, and
+// returns the server and a context that ends with it.
+func runTestServer(t *testing.T, dir string) (*Server, context.Context) {
+	t.Helper()
+	s, err := New(Config{
+		Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		OutboundAddress: "127.0.0.1", OutboundPort: 15001, Debounce: 10 * time.Millisecond, DebounceMax: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s, ctx
 }
