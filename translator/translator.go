@@ -4,7 +4,11 @@
 package translator
 
 import (
+	"sort"
+
+	"github.com/weir-mesh/weir/translator/ingressnginx"
 	"github.com/weir-mesh/weir/translator/ir"
+	"github.com/weir-mesh/weir/translator/istio"
 	"github.com/weir-mesh/weir/translator/kube"
 	"github.com/weir-mesh/weir/translator/smi"
 	"github.com/weir-mesh/weir/translator/status"
@@ -15,6 +19,8 @@ import (
 type Objects interface {
 	kube.Objects
 	smi.Objects
+	istio.Objects
+	ingressnginx.Objects
 }
 
 // Result is one translation: the IR, and the status of every policy object.
@@ -29,6 +35,9 @@ type Options struct {
 	// order of precedence: the first one set on a Pod wins. Empty means
 	// kube.DefaultVersionLabels ("version").
 	VersionLabels []string
+	// IngressClass is the class of the Ingresses weir serves; "" means
+	// ingressnginx.DefaultClass.
+	IngressClass string
 }
 
 // Translate reads objs and returns the IR and status. It never fails: a
@@ -41,9 +50,46 @@ func Translate(objs Objects, opts Options) Result {
 		hosts[i] = withPolicyRoutes(h, split.Routes[h.Name])
 		hosts[i].Standby = withoutRouted(split.Standby[h.Name], hosts[i].Routes)
 	}
-	st := split.Status
+	ingress := ingressnginx.Translate(objs, services, ingressnginx.Options{Class: opts.IngressClass})
+	mesh := istio.Translate(objs, services)
+	st := append(append(split.Status, ingress.Status...), mesh.Status...)
 	status.Sort(st)
-	return Result{IR: &ir.IR{Hosts: hosts, Clusters: services.SortedClusters()}, Status: st}
+	return Result{
+		IR: &ir.IR{
+			Hosts:    hosts,
+			Clusters: services.SortedClusters(),
+			Servers:  sortedServers(ingress.Servers, mesh.Servers),
+			Secrets:  uniqueSecrets(ingress.Secrets, mesh.Secrets),
+		},
+		Status: st,
+	}
+}
+
+// sortedServers joins the servers of the front-ends, sorted by name.
+func sortedServers(lists ...[]ir.Server) []ir.Server {
+	var out []ir.Server
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// uniqueSecrets joins the secrets of the front-ends, sorted by name, each
+// once (front-ends read the same Secret the same way).
+func uniqueSecrets(lists ...[]ir.Secret) []ir.Secret {
+	byName := map[string]ir.Secret{}
+	for _, l := range lists {
+		for _, s := range l {
+			byName[s.Name] = s
+		}
+	}
+	out := make([]ir.Secret, 0, len(byName))
+	for _, s := range byName {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // withPolicyRoutes puts a policy's routes in front of the host's default

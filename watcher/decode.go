@@ -15,9 +15,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	extensionsv1beta1 "k8s.io/api/extensions/v1beta1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weir-mesh/weir/api/istio"
 	"github.com/weir-mesh/weir/api/smi"
 )
 
@@ -55,6 +58,9 @@ var skippedKinds = map[string]bool{
 type kindInfo struct {
 	kind  Kind
 	value func() metav1.Object
+	// convert, if set, turns the decoded value into the stored one, or
+	// explains why it cannot be stored.
+	convert func(metav1.Object) (metav1.Object, error)
 }
 
 // knownKinds maps "apiVersion kind" to its store kind.
@@ -62,15 +68,24 @@ var knownKinds = buildKnownKinds()
 
 func buildKnownKinds() map[string]kindInfo {
 	m := map[string]kindInfo{
-		"v1 Service":                        {KindService, func() metav1.Object { return &corev1.Service{} }},
-		"v1 Pod":                            {KindPod, func() metav1.Object { return &corev1.Pod{} }},
-		"discovery.k8s.io/v1 EndpointSlice": {KindEndpointSlice, func() metav1.Object { return &discoveryv1.EndpointSlice{} }},
+		"v1 Service":                        {KindService, func() metav1.Object { return &corev1.Service{} }, nil},
+		"v1 Pod":                            {KindPod, func() metav1.Object { return &corev1.Pod{} }, nil},
+		"discovery.k8s.io/v1 EndpointSlice": {KindEndpointSlice, func() metav1.Object { return &discoveryv1.EndpointSlice{} }, nil},
+		"v1 Secret":                         {KindSecret, func() metav1.Object { return &corev1.Secret{} }, tlsSecretOnly},
+		"networking.k8s.io/v1 Ingress":      {KindIngress, func() metav1.Object { return &networkingv1.Ingress{} }, nil},
+		"extensions/v1beta1 Ingress":        {KindIngress, func() metav1.Object { return &extensionsv1beta1.Ingress{} }, legacyIngress},
+		"networking.k8s.io/v1beta1 Ingress": {KindIngress, func() metav1.Object { return &extensionsv1beta1.Ingress{} }, legacyIngress},
+	}
+	for _, v := range istio.Versions {
+		m[istio.Group+"/"+v+" "+istio.VirtualServiceKind] = kindInfo{KindVirtualService, func() metav1.Object { return &istio.VirtualService{} }, nil}
+		m[istio.Group+"/"+v+" "+istio.DestinationRuleKind] = kindInfo{KindDestinationRule, func() metav1.Object { return &istio.DestinationRule{} }, nil}
+		m[istio.Group+"/"+v+" "+istio.GatewayKind] = kindInfo{KindIstioGateway, func() metav1.Object { return &istio.Gateway{} }, nil}
 	}
 	for _, v := range smi.SplitVersions {
-		m[smi.SplitGroup+"/"+v+" "+smi.TrafficSplitKind] = kindInfo{KindTrafficSplit, func() metav1.Object { return &smi.TrafficSplit{} }}
+		m[smi.SplitGroup+"/"+v+" "+smi.TrafficSplitKind] = kindInfo{KindTrafficSplit, func() metav1.Object { return &smi.TrafficSplit{} }, nil}
 	}
 	for _, v := range smi.SpecsVersions {
-		m[smi.SpecsGroup+"/"+v+" "+smi.HTTPRouteGroupKind] = kindInfo{KindHTTPRouteGroup, func() metav1.Object { return &smi.HTTPRouteGroup{} }}
+		m[smi.SpecsGroup+"/"+v+" "+smi.HTTPRouteGroupKind] = kindInfo{KindHTTPRouteGroup, func() metav1.Object { return &smi.HTTPRouteGroup{} }, nil}
 	}
 	return m
 }
@@ -244,6 +259,15 @@ func (d *decoder) decodeObject(h header, info kindInfo, j []byte) error {
 	}
 	if v.GetNamespace() == "" {
 		v.SetNamespace(metav1.NamespaceDefault)
+	}
+	if info.convert != nil {
+		var err error
+		if v, err = info.convert(v); err != nil {
+			return d.fail("%s %s: %v", what, h.Metadata.Name, err)
+		}
+		if v == nil {
+			return nil
+		}
 	}
 	d.objs = append(d.objs, Object{Kind: info.kind, Namespace: v.GetNamespace(), Name: v.GetName(), Value: v})
 	return nil

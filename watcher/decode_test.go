@@ -114,10 +114,10 @@ endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
 				"spec: {replicas: 2}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n",
 		},
 		"unknown kinds warn": {
-			data: "# c\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\n---\n" +
+			data: "# c\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\n---\n" +
 				"apiVersion: split.smi-spec.io/v1alpha1\nkind: TrafficSplit\nmetadata: {name: web}\n",
 			warns: []Warning{
-				{File: "m.yaml", Line: 2, APIVersion: "networking.k8s.io/v1", Kind: "Ingress", Message: "weir does not read networking.k8s.io/v1 Ingress; ignored"},
+				{File: "m.yaml", Line: 2, APIVersion: "policy/v1", Kind: "PodDisruptionBudget", Message: "weir does not read policy/v1 PodDisruptionBudget; ignored"},
 				{File: "m.yaml", Line: 6, APIVersion: "split.smi-spec.io/v1alpha1", Kind: "TrafficSplit",
 					Message: "weir does not read split.smi-spec.io/v1alpha1 TrafficSplit (it reads split.smi-spec.io/v1alpha2, split.smi-spec.io/v1alpha3, split.smi-spec.io/v1alpha4); ignored"},
 			},
@@ -233,7 +233,7 @@ func TestLoadPath(t *testing.T) {
 		"directory, recursive, sorted, hidden and non-manifest files skipped": {
 			path:  tree,
 			want:  []string{"Service shop/web", "Service shop/web-v2", "EndpointSlice shop/web-abc", "TrafficSplit shop/web"},
-			warns: []string{filepath.Join(tree, "ingress.yaml") + ":2: weir does not read networking.k8s.io/v1 Ingress; ignored"},
+			warns: []string{filepath.Join(tree, "pdb.yaml") + ":2: weir does not read policy/v1 PodDisruptionBudget; ignored"},
 		},
 		"single file": {
 			path: filepath.Join(tree, "sub", "split.yml"),

@@ -228,14 +228,14 @@ func TestFileSourceBrokenAtStart(t *testing.T) {
 
 func TestFileSourceWarnings(t *testing.T) {
 	dir := t.TempDir()
-	ingress := "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\n"
+	ingress := "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\n"
 	writeFile(t, filepath.Join(dir, "a.yaml"), ingress+"---\n"+svcYAML(80))
 	writeFile(t, filepath.Join(dir, "b.yaml"), ingress+"---\n"+svcYAML(81))
 	r := startSource(t, dir)
 	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
 	want := []string{
-		"WARN ignoring a kind weir does not read apiVersion=networking.k8s.io/v1 kind=Ingress at=" + a + ":1 " +
-			"reason=weir does not read networking.k8s.io/v1 Ingress; ignored",
+		"WARN ignoring a kind weir does not read apiVersion=policy/v1 kind=PodDisruptionBudget at=" + a + ":1 " +
+			"reason=weir does not read policy/v1 PodDisruptionBudget; ignored",
 		"WARN object defined more than once; the file loaded last wins kind=Service object=shop/web files=" + a + ", " + b + " using=" + b,
 	}
 	if diff := cmp.Diff(want, r.logs.records()); diff != "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
@@ -181,6 +182,12 @@ func (k *KubeSource) startCore(ctx context.Context, client kubernetes.Interface)
 	for _, ns := range k.namespaces() {
 		f := informers.NewSharedInformerFactoryWithOptions(client, 0,
 			informers.WithNamespace(ns), informers.WithTransform(stripObject))
+		// Only TLS Secrets: weir never holds credentials it does not serve.
+		tls := informers.NewSharedInformerFactoryWithOptions(client, 0,
+			informers.WithNamespace(ns), informers.WithTransform(stripObject),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
+			}))
 		for _, w := range []struct {
 			inf  cache.SharedIndexInformer
 			sink sink
@@ -188,6 +195,8 @@ func (k *KubeSource) startCore(ctx context.Context, client kubernetes.Interface)
 			{f.Core().V1().Services().Informer(), sink{k: k, kind: KindService, convert: serviceObject}},
 			{f.Discovery().V1().EndpointSlices().Informer(), sink{k: k, kind: KindEndpointSlice, convert: sliceObject}},
 			{f.Core().V1().Pods().Informer(), sink{k: k, kind: KindPod, convert: podObject}},
+			{f.Networking().V1().Ingresses().Informer(), sink{k: k, kind: KindIngress, convert: ingressObject}},
+			{tls.Core().V1().Secrets().Informer(), sink{k: k, kind: KindSecret, convert: secretObject}},
 		} {
 			reg, err := w.inf.AddEventHandler(w.sink.handlers())
 			if err != nil {
@@ -196,7 +205,8 @@ func (k *KubeSource) startCore(ctx context.Context, client kubernetes.Interface)
 			synced = append(synced, reg.HasSynced)
 		}
 		f.StartWithContext(ctx)
-		factories = append(factories, f)
+		tls.StartWithContext(ctx)
+		factories = append(factories, f, tls)
 	}
 	return factories, synced, nil
 }
@@ -289,4 +299,21 @@ func podObject(obj any) (Object, error) {
 	cp := *pod
 	cp.ResourceVersion = ""
 	return Object{Kind: KindPod, Namespace: pod.Namespace, Name: pod.Name, Value: &cp}, nil
+}
+
+func ingressObject(obj any) (Object, error) {
+	in, ok := obj.(*networkingv1.Ingress)
+	if !ok {
+		return Object{}, fmt.Errorf("want an Ingress, got %T", obj)
+	}
+	return Object{Kind: KindIngress, Namespace: in.Namespace, Name: in.Name, Value: in}, nil
+}
+
+// secretObject stores a TLS Secret; the informer lists only those.
+func secretObject(obj any) (Object, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok || s.Type != corev1.SecretTypeTLS {
+		return Object{}, fmt.Errorf("want a kubernetes.io/tls Secret, got %T", obj)
+	}
+	return Object{Kind: KindSecret, Namespace: s.Namespace, Name: s.Name, Value: s}, nil
 }

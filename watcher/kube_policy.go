@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/weir-mesh/weir/api/istio"
 	"github.com/weir-mesh/weir/api/smi"
 )
 
@@ -42,6 +43,12 @@ var policyAPIs = []policyAPI{
 		versions: newestFirst(smi.SplitVersions), newValue: func() metav1.Object { return &smi.TrafficSplit{} }},
 	{kind: KindHTTPRouteGroup, group: smi.SpecsGroup, resource: "httproutegroups",
 		versions: newestFirst(smi.SpecsVersions), newValue: func() metav1.Object { return &smi.HTTPRouteGroup{} }},
+	{kind: KindVirtualService, group: istio.Group, resource: "virtualservices",
+		versions: newestFirst(istio.Versions), newValue: func() metav1.Object { return &istio.VirtualService{} }},
+	{kind: KindDestinationRule, group: istio.Group, resource: "destinationrules",
+		versions: newestFirst(istio.Versions), newValue: func() metav1.Object { return &istio.DestinationRule{} }},
+	{kind: KindIstioGateway, group: istio.Group, resource: "gateways",
+		versions: newestFirst(istio.Versions), newValue: func() metav1.Object { return &istio.Gateway{} }},
 }
 
 // PolicyCRDs returns the names of the CustomResourceDefinitions KubeSource

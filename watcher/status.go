@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/weir-mesh/weir/api/istio"
 	"github.com/weir-mesh/weir/api/smi"
 	"github.com/weir-mesh/weir/translator/status"
 )
@@ -42,10 +43,19 @@ type StatusResource struct {
 	HasStatus bool
 }
 
-// statusResources are the kinds whose status weir writes back, by the Kind a
-// front-end puts in status.Object.
+// statusResources are the kinds whose status weir writes back, by the
+// Resource() of the status.Object a front-end writes.
 func statusResources() map[string]StatusResource {
+	istioResource := func(resource string) StatusResource {
+		return StatusResource{Resource: runtimeschema.GroupVersionResource{Group: istio.Group, Version: "v1", Resource: resource}, HasStatus: true}
+	}
 	return map[string]StatusResource{
+		istio.VirtualServiceKind:              istioResource("virtualservices"),
+		istio.DestinationRuleKind:             istioResource("destinationrules"),
+		istio.GatewayKind + "." + istio.Group: istioResource("gateways"),
+		"Ingress": {
+			Resource: runtimeschema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"},
+		},
 		smi.TrafficSplitKind: {
 			Resource:  runtimeschema.GroupVersionResource{Group: smi.SplitGroup, Version: "v1alpha4", Resource: "trafficsplits"},
 			HasStatus: true,
@@ -167,7 +177,7 @@ func (w *StatusWriter) Write(ctx context.Context, objs []status.Object) error {
 func (w *StatusWriter) forgetAbsent(objs []status.Object) {
 	present := make(map[objectKey]bool, len(objs))
 	for _, o := range objs {
-		present[objectKey{o.Kind, o.Namespace, o.Name}] = true
+		present[objectKey{o.Resource(), o.Namespace, o.Name}] = true
 	}
 	for k := range w.written {
 		if !present[k] {
@@ -177,12 +187,12 @@ func (w *StatusWriter) forgetAbsent(objs []status.Object) {
 }
 
 func (w *StatusWriter) writeOne(ctx context.Context, o status.Object) error {
-	key := objectKey{o.Kind, o.Namespace, o.Name}
-	res, ok := w.resources[o.Kind]
+	key := objectKey{o.Resource(), o.Namespace, o.Name}
+	res, ok := w.resources[o.Resource()]
 	if !ok {
-		if !w.warned[o.Kind] {
-			w.warned[o.Kind] = true
-			w.log.Warn("status of this kind is not written back", "kind", o.Kind)
+		if !w.warned[o.Resource()] {
+			w.warned[o.Resource()] = true
+			w.log.Warn("status of this kind is not written back", "kind", o.Resource())
 		}
 		return nil
 	}

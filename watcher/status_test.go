@@ -307,7 +307,7 @@ func TestStatusNoStatusSubresource(t *testing.T) {
 
 func TestStatusUnknownKindSkipped(t *testing.T) {
 	f := newStatusFixture(t)
-	obj := status.Object{Kind: "VirtualService", Namespace: "shop", Name: "vs", Conditions: []status.Condition{badWeight}}
+	obj := status.Object{Kind: "Widget", Namespace: "shop", Name: "w", Conditions: []status.Condition{badWeight}}
 	if err := f.w.Write(context.Background(), []status.Object{obj}); err != nil {
 		t.Fatal(err)
 	}

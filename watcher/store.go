@@ -10,7 +10,9 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/weir-mesh/weir/api/istio"
 	"github.com/weir-mesh/weir/api/smi"
 )
 
@@ -24,14 +26,23 @@ const (
 	KindPod            Kind = "Pod"
 	KindTrafficSplit   Kind = "TrafficSplit"
 	KindHTTPRouteGroup Kind = "HTTPRouteGroup"
+	KindSecret         Kind = "Secret"
+	KindIngress        Kind = "Ingress"
+	KindVirtualService Kind = "VirtualService"
+	// KindDestinationRule and KindIstioGateway are Istio's networking kinds.
+	KindDestinationRule Kind = "DestinationRule"
+	KindIstioGateway    Kind = "IstioGateway"
 )
 
 // Kinds lists every stored kind in a fixed order.
-var Kinds = []Kind{KindService, KindEndpointSlice, KindPod, KindTrafficSplit, KindHTTPRouteGroup}
+var Kinds = []Kind{KindService, KindEndpointSlice, KindPod, KindTrafficSplit, KindHTTPRouteGroup,
+	KindSecret, KindIngress, KindVirtualService, KindDestinationRule, KindIstioGateway}
 
 // Object is one decoded object ready for the store. Value is a pointer to the
 // typed object: *corev1.Service, *discoveryv1.EndpointSlice, *corev1.Pod,
-// *smi.TrafficSplit or *smi.HTTPRouteGroup.
+// *smi.TrafficSplit, *smi.HTTPRouteGroup, *corev1.Secret (only type
+// kubernetes.io/tls), *networkingv1.Ingress, *istio.VirtualService,
+// *istio.DestinationRule or *istio.Gateway.
 type Object struct {
 	Kind      Kind
 	Namespace string
@@ -312,4 +323,30 @@ func (sn *Snapshot) HTTPRouteGroups() []*smi.HTTPRouteGroup {
 func (sn *Snapshot) HTTPRouteGroup(namespace, name string) *smi.HTTPRouteGroup {
 	v, _ := sn.get(KindHTTPRouteGroup, namespace, name).(*smi.HTTPRouteGroup)
 	return v
+}
+
+// Secret returns the TLS Secret namespace/name, or nil.
+func (sn *Snapshot) Secret(namespace, name string) *corev1.Secret {
+	v, _ := sn.get(KindSecret, namespace, name).(*corev1.Secret)
+	return v
+}
+
+// Ingresses returns every Ingress.
+func (sn *Snapshot) Ingresses() []*networkingv1.Ingress {
+	return listOf[networkingv1.Ingress](sn.list(KindIngress, "id"))
+}
+
+// VirtualServices returns every Istio VirtualService.
+func (sn *Snapshot) VirtualServices() []*istio.VirtualService {
+	return listOf[istio.VirtualService](sn.list(KindVirtualService, "id"))
+}
+
+// DestinationRules returns every Istio DestinationRule.
+func (sn *Snapshot) DestinationRules() []*istio.DestinationRule {
+	return listOf[istio.DestinationRule](sn.list(KindDestinationRule, "id"))
+}
+
+// IstioGateways returns every Istio Gateway.
+func (sn *Snapshot) IstioGateways() []*istio.Gateway {
+	return listOf[istio.Gateway](sn.list(KindIstioGateway, "id"))
 }

@@ -170,9 +170,10 @@ func endpointsFromSlices(v versions, slices []*discoveryv1.EndpointSlice, portNa
 			if ep.Zone != nil {
 				zone = *ep.Zone
 			}
-			version := v.ofRef(s.Namespace, ep.TargetRef)
+			pod := podOf(v.objs, s.Namespace, ep.TargetRef)
+			version, labels := v.ofPod(pod), podLabels(pod)
 			for _, addr := range ep.Addresses {
-				out = append(out, ir.Endpoint{Address: addr, Port: port, Zone: zone, Version: version})
+				out = append(out, ir.Endpoint{Address: addr, Port: port, Zone: zone, Version: version, Labels: labels})
 			}
 		}
 	}
@@ -202,7 +203,7 @@ func endpointsFromPods(v versions, pods []*corev1.Pod, selector map[string]strin
 			continue
 		}
 		if port, ok := podTargetPort(pod, sp); ok {
-			out = append(out, ir.Endpoint{Address: pod.Status.PodIP, Port: port, Version: v.ofPod(pod)})
+			out = append(out, ir.Endpoint{Address: pod.Status.PodIP, Port: port, Version: v.ofPod(pod), Labels: podLabels(pod)})
 		}
 	}
 	return out
@@ -214,26 +215,32 @@ type versions struct {
 	labels []string // in order of precedence
 }
 
-// ofRef returns the version of the Pod an EndpointSlice endpoint targets
-// (its namespace defaults to the slice's), or "" if the target is not a
-// known Pod.
-func (v versions) ofRef(namespace string, ref *corev1.ObjectReference) string {
+// podOf returns the Pod an EndpointSlice endpoint targets (its namespace
+// defaults to the slice's), or nil if the target is not a known Pod.
+func podOf(objs Objects, namespace string, ref *corev1.ObjectReference) *corev1.Pod {
 	if ref == nil || ref.Kind != "Pod" || ref.Name == "" {
-		return ""
+		return nil
 	}
 	if ref.Namespace != "" {
 		namespace = ref.Namespace
 	}
-	pod := v.objs.Pod(namespace, ref.Name)
+	return objs.Pod(namespace, ref.Name)
+}
+
+// podLabels returns pod's labels, or nil for a nil pod.
+func podLabels(pod *corev1.Pod) map[string]string {
 	if pod == nil {
-		return ""
+		return nil
 	}
-	return v.ofPod(pod)
+	return pod.Labels
 }
 
 // ofPod returns the value of the first version label set to a non-empty
-// value on pod, or "".
+// value on pod, or "" (also for a nil pod).
 func (v versions) ofPod(pod *corev1.Pod) string {
+	if pod == nil {
+		return ""
+	}
 	for _, l := range v.labels {
 		if val := pod.Labels[l]; val != "" {
 			return val

@@ -178,7 +178,7 @@ func isMatchAllRegex(re string) bool {
 func matchKey(ms []ir.Match) string {
 	keys := make([]string, len(ms))
 	for i, m := range ms {
-		keys[i] = fmt.Sprintf("%q %q %q", m.PathRegex, m.Methods, m.Headers)
+		keys[i] = fmt.Sprintf("%q %q %+v", m.PathRegex, m.Methods, m.Headers)
 	}
 	sort.Strings(keys)
 	return strings.Join(keys, "|")

@@ -24,6 +24,9 @@ type Condition struct {
 
 // Object is the status of one input object.
 type Object struct {
+	// Group is the API group when Kind alone is ambiguous (Istio's and
+	// Gateway API's Gateway); "" otherwise.
+	Group      string      `json:"group,omitempty"`
 	Kind       string      `json:"kind"`
 	Namespace  string      `json:"namespace"`
 	Name       string      `json:"name"`
@@ -32,6 +35,15 @@ type Object struct {
 	// computed for (observedGeneration when written back); 0 if unknown. It
 	// is not part of `weir translate`'s output.
 	Generation int64 `json:"-"`
+}
+
+// Resource returns the object's kind, qualified by its group when it has
+// one: "TrafficSplit", "Gateway.networking.istio.io".
+func (o *Object) Resource() string {
+	if o.Group == "" {
+		return o.Kind
+	}
+	return o.Kind + "." + o.Group
 }
 
 // Set records c on o, replacing a condition of the same type.
@@ -62,6 +74,9 @@ func Sort(objs []Object) {
 		a, b := objs[i], objs[j]
 		if a.Kind != b.Kind {
 			return a.Kind < b.Kind
+		}
+		if a.Group != b.Group {
+			return a.Group < b.Group
 		}
 		if a.Namespace != b.Namespace {
 			return a.Namespace < b.Namespace
