@@ -98,6 +98,9 @@ func referencedClusters(hosts []ir.Host) map[string]bool {
 			for _, b := range r.Backends {
 				used[b.Cluster] = true
 			}
+			for _, m := range r.Mirrors {
+				used[m.Cluster] = true
+			}
 		}
 		for _, c := range h.Standby {
 			used[c] = true

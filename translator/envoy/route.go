@@ -2,13 +2,24 @@ package envoy
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weir-mesh/weir/translator/ir"
@@ -136,29 +147,92 @@ func buildVirtualHost(h ir.Host, domains []string) *routev3.VirtualHost {
 	return vh
 }
 
+// buildRoute forwards to r's backends, or answers itself when r redirects or
+// responds directly.
 func buildRoute(r ir.Route) *routev3.Route {
-	return &routev3.Route{
-		Name:   r.Name,
-		Match:  buildRouteMatch(r.Match),
-		Action: &routev3.Route_Route{Route: buildRouteAction(r.Backends)},
+	rt := &routev3.Route{
+		Name:                    r.Name,
+		Match:                   buildRouteMatch(r.Match),
+		RequestHeadersToAdd:     buildHeadersToAdd(r.RequestHeaders),
+		RequestHeadersToRemove:  r.RequestHeaders.Remove,
+		ResponseHeadersToAdd:    buildHeadersToAdd(r.ResponseHeaders),
+		ResponseHeadersToRemove: r.ResponseHeaders.Remove,
 	}
+	switch {
+	case r.Redirect != nil:
+		rt.Action = &routev3.Route_Redirect{Redirect: buildRedirect(*r.Redirect)}
+	case r.DirectResponse != nil:
+		rt.Action = &routev3.Route_DirectResponse{DirectResponse: buildDirectResponse(*r.DirectResponse)}
+	default:
+		rt.Action = &routev3.Route_Route{Route: buildForward(r)}
+	}
+	if r.Fault != nil {
+		rt.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: mustAny(buildFault(*r.Fault))}
+	}
+	return rt
 }
 
 func buildRouteMatch(m ir.Match) *routev3.RouteMatch {
-	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
-	if m.PathRegex != "" {
-		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: regexMatcher(m.PathRegex)}
+	rm := buildPathMatch(m)
+	if m.PathIgnoreCase {
+		rm.CaseSensitive = wrapperspb.Bool(false)
 	}
 	if len(m.Methods) > 0 {
 		rm.Headers = append(rm.Headers, methodMatcher(m.Methods))
 	}
 	for _, h := range m.Headers {
-		rm.Headers = append(rm.Headers, &routev3.HeaderMatcher{
-			Name:                 h.Name,
-			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: regexMatcher(h.ValueRegex)}}},
-		})
+		rm.Headers = append(rm.Headers, buildHeaderMatcher(h))
+	}
+	for _, q := range m.QueryParams {
+		rm.QueryParameters = append(rm.QueryParameters, buildQueryMatcher(q))
 	}
 	return rm
+}
+
+// buildPathMatch matches PathPrefix as a plain string prefix ("/foo" also
+// matches "/foobar"); a zero Match gets prefix "/".
+func buildPathMatch(m ir.Match) *routev3.RouteMatch {
+	switch {
+	case m.PathRegex != "":
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: regexMatcher(m.PathRegex)}}
+	case m.PathExact != "":
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: m.PathExact}}
+	case m.PathPrefix != "":
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: m.PathPrefix}}
+	}
+	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+}
+
+// buildHeaderMatcher matches h; Present with Invert matches an absent header.
+func buildHeaderMatcher(h ir.HeaderMatch) *routev3.HeaderMatcher {
+	hm := &routev3.HeaderMatcher{Name: h.Name, InvertMatch: h.Invert}
+	if h.Present {
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
+		return hm
+	}
+	hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(h.ValueRegex, h.Prefix, h.Exact)}
+	return hm
+}
+
+func buildQueryMatcher(q ir.QueryMatch) *routev3.QueryParameterMatcher {
+	qm := &routev3.QueryParameterMatcher{Name: q.Name}
+	if q.Present {
+		qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}
+		return qm
+	}
+	qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatcher(q.Regex, "", q.Exact)}
+	return qm
+}
+
+// stringMatcher uses the first non-empty of regex and prefix, else exact.
+func stringMatcher(regex, prefix, exact string) *matcherv3.StringMatcher {
+	switch {
+	case regex != "":
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: regexMatcher(regex)}}
+	case prefix != "":
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: exact}}
 }
 
 func methodMatcher(methods []string) *routev3.HeaderMatcher {
@@ -177,9 +251,25 @@ func regexMatcher(re string) *matcherv3.RegexMatcher {
 	return &matcherv3.RegexMatcher{Regex: re}
 }
 
+// buildForward is the action of a route that forwards to its backends.
+func buildForward(r ir.Route) *routev3.RouteAction {
+	a := buildRouteAction(r.Backends, r.HashVersions)
+	a.Timeout = buildDuration(r.Timeout)
+	a.RetryPolicy = buildRetryPolicy(r.Retry)
+	a.HashPolicy = buildHashPolicies(r.HashPolicy)
+	for _, m := range r.Mirrors {
+		a.RequestMirrorPolicies = append(a.RequestMirrorPolicies, buildMirror(m))
+	}
+	if r.Rewrite != nil {
+		applyRewrite(a, *r.Rewrite)
+	}
+	return a
+}
+
 // buildRouteAction sends to one cluster, or to weighted clusters when there
-// are several. Backends never have weight 0.
-func buildRouteAction(backends []ir.Backend) *routev3.RouteAction {
+// are several; with hashVersions the route's hash policy picks the cluster.
+// Backends never have weight 0.
+func buildRouteAction(backends []ir.Backend, hashVersions bool) *routev3.RouteAction {
 	if len(backends) == 1 {
 		return &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: backends[0].Cluster}}
 	}
@@ -190,5 +280,184 @@ func buildRouteAction(backends []ir.Backend) *routev3.RouteAction {
 			Weight: wrapperspb.UInt32(b.Weight),
 		})
 	}
+	if hashVersions {
+		wc.RandomValueSpecifier = &routev3.WeightedCluster_UseHashPolicy{UseHashPolicy: wrapperspb.Bool(true)}
+	}
 	return &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}}
+}
+
+// buildDuration returns nil for 0 (not set) and 0s, which Envoy reads as
+// "no timeout", for ir.Disabled.
+func buildDuration(d ir.Duration) *durationpb.Duration {
+	switch {
+	case d == 0:
+		return nil
+	case d < 0:
+		return durationpb.New(0)
+	}
+	return durationpb.New(time.Duration(d))
+}
+
+// applyRewrite sets a's path and host rewrites.
+func applyRewrite(a *routev3.RouteAction, rw ir.Rewrite) {
+	a.PrefixRewrite = rw.PathPrefix
+	if rw.PathRegex != "" {
+		a.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: regexMatcher(rw.PathRegex), Substitution: rw.PathSubstitution}
+	}
+	if rw.Host != "" {
+		a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Host}
+	}
+}
+
+// retriableStatusCodes is the retry condition that makes Envoy retry the
+// codes in RetryPolicy.retriable_status_codes.
+const retriableStatusCodes = "retriable-status-codes"
+
+// buildRetryPolicy returns nil for nil. Numbers in RetryOn become
+// retriable status codes.
+func buildRetryPolicy(r *ir.Retry) *routev3.RetryPolicy {
+	if r == nil {
+		return nil
+	}
+	p := &routev3.RetryPolicy{NumRetries: wrapperspb.UInt32(r.Attempts), PerTryTimeout: buildDuration(r.PerTryTimeout)}
+	var on []string
+	for _, c := range strings.Split(r.RetryOn, ",") {
+		c = strings.TrimSpace(c)
+		if code, err := strconv.ParseUint(c, 10, 32); err == nil {
+			p.RetriableStatusCodes = append(p.RetriableStatusCodes, uint32(code))
+		} else if c != "" && c != retriableStatusCodes {
+			on = append(on, c)
+		}
+	}
+	if len(p.RetriableStatusCodes) > 0 {
+		on = append(on, retriableStatusCodes)
+	}
+	p.RetryOn = strings.Join(on, ",")
+	return p
+}
+
+func buildHashPolicies(hs []ir.HashPolicy) []*routev3.RouteAction_HashPolicy {
+	var out []*routev3.RouteAction_HashPolicy
+	for _, h := range hs {
+		out = append(out, buildHashPolicy(h))
+	}
+	return out
+}
+
+func buildHashPolicy(h ir.HashPolicy) *routev3.RouteAction_HashPolicy {
+	switch {
+	case h.Cookie != nil:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: &routev3.RouteAction_HashPolicy_Cookie{
+			Name: h.Cookie.Name, Ttl: buildDuration(h.Cookie.TTL), Path: h.Cookie.Path,
+		}}}
+	case h.SourceIP:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{
+			ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true},
+		}}
+	}
+	return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+		Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: h.Header},
+	}}
+}
+
+// buildMirror copies every request when Percent is 100 or more.
+func buildMirror(m ir.Mirror) *routev3.RouteAction_RequestMirrorPolicy {
+	p := &routev3.RouteAction_RequestMirrorPolicy{Cluster: m.Cluster}
+	if m.Percent < 100 {
+		p.RuntimeFraction = &corev3.RuntimeFractionalPercent{DefaultValue: fractionalPercent(m.Percent)}
+	}
+	return p
+}
+
+// fractionalPercent is percent (up to four decimals) in millionths.
+func fractionalPercent(percent float64) *typev3.FractionalPercent {
+	return &typev3.FractionalPercent{
+		Numerator:   uint32(math.Round(percent * 10000)),
+		Denominator: typev3.FractionalPercent_MILLION,
+	}
+}
+
+// buildHeadersToAdd overwrites for Set and appends for Add, Set first.
+func buildHeadersToAdd(m ir.HeaderMods) []*corev3.HeaderValueOption {
+	var out []*corev3.HeaderValueOption
+	for _, h := range m.Set {
+		out = append(out, headerValueOption(h, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
+	}
+	for _, h := range m.Add {
+		out = append(out, headerValueOption(h, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD))
+	}
+	return out
+}
+
+func headerValueOption(h ir.Header, action corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+		AppendAction: action,
+	}
+}
+
+// redirectCodes maps HTTP redirect statuses to Envoy's enum; any other
+// status, 0 included, is 301.
+var redirectCodes = map[uint32]routev3.RedirectAction_RedirectResponseCode{
+	302: routev3.RedirectAction_FOUND,
+	303: routev3.RedirectAction_SEE_OTHER,
+	307: routev3.RedirectAction_TEMPORARY_REDIRECT,
+	308: routev3.RedirectAction_PERMANENT_REDIRECT,
+}
+
+func buildRedirect(r ir.Redirect) *routev3.RedirectAction {
+	a := &routev3.RedirectAction{
+		HostRedirect: r.Host,
+		PortRedirect: r.Port,
+		ResponseCode: redirectCodes[r.StatusCode],
+	}
+	switch {
+	case r.Scheme == "https":
+		a.SchemeRewriteSpecifier = &routev3.RedirectAction_HttpsRedirect{HttpsRedirect: true}
+	case r.Scheme != "":
+		a.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: r.Scheme}
+	}
+	switch {
+	case r.Path != "":
+		a.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: r.Path}
+	case r.PathPrefix != "":
+		a.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: r.PathPrefix}
+	}
+	return a
+}
+
+func buildDirectResponse(d ir.DirectResponse) *routev3.DirectResponseAction {
+	a := &routev3.DirectResponseAction{Status: d.Status}
+	if d.Body != "" {
+		a.Body = &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: d.Body}}
+	}
+	return a
+}
+
+// buildFault is a route's configuration of the fault filter (FaultFilter).
+func buildFault(f ir.Fault) *faultv3.HTTPFault {
+	hf := &faultv3.HTTPFault{}
+	if f.Delay > 0 {
+		hf.Delay = &faultcommonv3.FaultDelay{
+			FaultDelaySecifier: &faultcommonv3.FaultDelay_FixedDelay{FixedDelay: durationpb.New(time.Duration(f.Delay))},
+			Percentage:         fractionalPercent(f.DelayPercent),
+		}
+	}
+	switch {
+	case f.AbortStatus != 0:
+		hf.Abort = &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: f.AbortStatus}, Percentage: fractionalPercent(f.AbortPercent)}
+	case f.GRPCStatus != 0:
+		hf.Abort = &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_GrpcStatus{GrpcStatus: f.GRPCStatus}, Percentage: fractionalPercent(f.AbortPercent)}
+	}
+	return hf
+}
+
+// FaultFilter returns the HTTP fault filter, configured per route (a route
+// without fault configuration is not affected). It must come before the
+// router in an HTTP connection manager's filters for routes' faults to apply.
+func FaultFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{
+		Name:       wellknown.Fault,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})},
+	}
 }

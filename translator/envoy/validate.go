@@ -131,18 +131,22 @@ func validateRouteConfig(rc *routev3.RouteConfiguration, clusters map[string]boo
 	return errs
 }
 
-// RouteClusters returns the clusters a route sends to, nil for none.
+// RouteClusters returns the clusters a route sends to, then those it mirrors
+// to; nil for none.
 func RouteClusters(rt *routev3.Route) []string {
 	a := rt.GetRoute()
 	if a == nil {
 		return nil
 	}
-	if c := a.GetCluster(); c != "" {
-		return []string{c}
-	}
 	var out []string
+	if c := a.GetCluster(); c != "" {
+		out = append(out, c)
+	}
 	for _, wc := range a.GetWeightedClusters().GetClusters() {
 		out = append(out, wc.Name)
+	}
+	for _, m := range a.GetRequestMirrorPolicies() {
+		out = append(out, m.Cluster)
 	}
 	return out
 }
