@@ -243,6 +243,15 @@ func TestBuildRoute(t *testing.T) {
 			if err := got.ValidateAll(); err != nil {
 				t.Errorf("ValidateAll: %v", err)
 			}
+			for k, a := range got.TypedPerFilterConfig {
+				var f faultv3.HTTPFault
+				if err := a.UnmarshalTo(&f); err != nil {
+					t.Fatalf("%s: %v", k, err)
+				}
+				if err := f.ValidateAll(); err != nil {
+					t.Errorf("%s: ValidateAll: %v", k, err)
+				}
+			}
 		})
 	}
 }
