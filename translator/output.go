@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -25,6 +26,8 @@ type RoleResources struct {
 	Routes    []json.RawMessage `json:"routes"`
 	Clusters  []json.RawMessage `json:"clusters"`
 	Endpoints []json.RawMessage `json:"endpoints"`
+	// Secrets are the gateway's certificates, private keys redacted.
+	Secrets []json.RawMessage `json:"secrets,omitempty"`
 }
 
 // Render builds and validates the resources of each proxy and renders them
@@ -64,7 +67,16 @@ func renderRole(r *envoy.Resources) (RoleResources, error) {
 	if rr.Clusters, err = renderAll(r.Clusters); err != nil {
 		return rr, err
 	}
-	rr.Endpoints, err = renderAll(r.Endpoints)
+	if rr.Endpoints, err = renderAll(r.Endpoints); err != nil {
+		return rr, err
+	}
+	redacted := make([]*tlsv3.Secret, len(r.Secrets))
+	for i, s := range r.Secrets {
+		redacted[i] = envoy.RedactSecret(s)
+	}
+	if len(redacted) > 0 {
+		rr.Secrets, err = renderAll(redacted)
+	}
 	return rr, err
 }
 

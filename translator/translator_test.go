@@ -23,6 +23,7 @@ var update = flag.Bool("update", false, "rewrite golden files and delete stale o
 var goldenProxies = []envoy.Proxy{
 	{Role: envoy.Sidecar, Namespace: "default", OutboundAddress: "127.0.0.1", OutboundPort: envoy.DefaultOutboundPort},
 	{Role: envoy.GRPC},
+	{Role: envoy.Gateway, Labels: "istio=ingressgateway"},
 }
 
 // translateManifests runs the whole translation offline, as `weir translate`.

@@ -39,6 +39,12 @@ type BootstrapOptions struct {
 	// Delta makes Envoy use incremental xDS (DELTA_GRPC): only changed
 	// resources go on the wire.
 	Delta bool
+	// Labels, for a gateway, pick the servers (Istio Gateway selectors) it
+	// serves; sent as weir.labels.
+	Labels map[string]string
+	// GatewayAddress, if set, is where a gateway's listeners bind; sent as
+	// weir.gateway_address.
+	GatewayAddress string
 }
 
 func (o BootstrapOptions) metadata() map[string]any {
@@ -48,6 +54,16 @@ func (o BootstrapOptions) metadata() map[string]any {
 	}
 	if o.OutboundPort != 0 {
 		md[MetaOutboundPort] = strconv.Itoa(int(o.OutboundPort))
+	}
+	if len(o.Labels) > 0 {
+		labels := map[string]any{}
+		for k, v := range o.Labels {
+			labels[k] = v
+		}
+		md[MetaLabels] = labels
+	}
+	if o.GatewayAddress != "" {
+		md[MetaGatewayAddress] = o.GatewayAddress
 	}
 	return md
 }

@@ -39,6 +39,7 @@ func TestMetrics(t *testing.T) {
 		`weir_xds_pushes_total{role=sidecar,type=listener}`: 1,
 		`weir_xds_pushes_total{role=sidecar,type=route}`:    1,
 		`weir_xds_connected_proxies{role=grpc}`:             0,
+		`weir_xds_connected_proxies{role=gateway}`:          0,
 		`weir_xds_connected_proxies{role=sidecar}`:          1,
 		`weir_snapshot_resources_count{role=sidecar}`:       1,
 		`weir_snapshot_resources_sum{role=sidecar}`:         float64(sizes),

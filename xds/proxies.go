@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weir-mesh/weir/translator/envoy"
 )
@@ -23,6 +24,10 @@ const (
 	MetaNamespace       = "weir.namespace"
 	MetaOutboundPort    = "weir.outbound_port"
 	MetaOutboundAddress = "weir.outbound_address"
+	// MetaLabels are a gateway's labels: a map, or "k=v,k=v".
+	MetaLabels = "weir.labels"
+	// MetaGatewayAddress is where a gateway's listeners bind.
+	MetaGatewayAddress = "weir.gateway_address"
 )
 
 // proxyKey reads what a node needs from its metadata. A node without a role
@@ -48,6 +53,16 @@ func proxyKey(node *corev3.Node, opts Options) (envoy.Proxy, error) {
 	p.Role = r
 	if p.Role != envoy.Sidecar {
 		p.OutboundAddress, p.OutboundPort = "", 0
+	}
+	if p.Role == envoy.Gateway {
+		p.GatewayAddress = str(MetaGatewayAddress)
+		labels, err := metaLabels(fields[MetaLabels])
+		if err != nil {
+			return envoy.Proxy{}, fmt.Errorf("node %q metadata %s: %w", node.GetId(), MetaLabels, err)
+		}
+		p.Labels = envoy.CanonicalLabels(labels)
+	}
+	if p.Role != envoy.Sidecar {
 		return p, nil
 	}
 	if a := str(MetaOutboundAddress); a != "" {
@@ -61,6 +76,35 @@ func proxyKey(node *corev3.Node, opts Options) (envoy.Proxy, error) {
 		p.OutboundPort = port
 	}
 	return p, nil
+}
+
+// metaLabels reads labels given as a struct of strings or as "k=v,k=v".
+func metaLabels(v *structpb.Value) (map[string]string, error) {
+	out := map[string]string{}
+	if v == nil {
+		return out, nil
+	}
+	if st := v.GetStructValue(); st != nil {
+		for k, val := range st.GetFields() {
+			sv, ok := val.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return nil, fmt.Errorf("label %q: want a string value", k)
+			}
+			out[k] = sv.StringValue
+		}
+		return out, nil
+	}
+	for _, kv := range strings.Split(v.GetStringValue(), ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k+val, ",=") {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		out[k] = val
+	}
+	return out, nil
 }
 
 func metaPort(s string, n float64) (uint32, error) {

@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -19,8 +20,9 @@ import (
 )
 
 // typeURLs are the resource types weir serves, in the order Envoy's ADS
-// documentation asks for: clusters, endpoints, listeners, routes.
-var typeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+// documentation asks for: clusters, endpoints, listeners (with the secrets
+// they use), routes.
+var typeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.ListenerType, resourcev3.RouteType}
 
 // entry is one resource and the hash of its deterministic encoding.
 type entry struct {
@@ -68,6 +70,11 @@ func fromResources(r *envoy.Resources) (resourceSet, error) {
 	}
 	for _, e := range r.Endpoints {
 		if err := add(resourcev3.EndpointType, e.ClusterName, e); err != nil {
+			return nil, err
+		}
+	}
+	for _, sec := range r.Secrets {
+		if err := add(resourcev3.SecretType, sec.Name, sec); err != nil {
 			return nil, err
 		}
 	}
@@ -159,6 +166,8 @@ func responseType(typeURL string) types.ResponseType {
 		return types.Endpoint
 	case resourcev3.ListenerType:
 		return types.Listener
+	case resourcev3.SecretType:
+		return types.Secret
 	}
 	return types.Route
 }
@@ -178,6 +187,9 @@ func (s resourceSet) toResources() *envoy.Resources {
 	for _, n := range s.names(resourcev3.EndpointType) {
 		r.Endpoints = append(r.Endpoints, s[resourcev3.EndpointType][n].res.(*endpointv3.ClusterLoadAssignment))
 	}
+	for _, n := range s.names(resourcev3.SecretType) {
+		r.Secrets = append(r.Secrets, s[resourcev3.SecretType][n].res.(*tlsv3.Secret))
+	}
 	return r
 }
 
@@ -196,4 +208,18 @@ func (s resourceSet) changedNames(old resourceSet, typeURL string) map[string]bo
 		}
 	}
 	return out
+}
+
+// withLastGoodSecrets adds to s, from last, the secrets the listeners use
+// that the new configuration lacks (a Secret turned invalid): a proxy keeps
+// serving its last good certificate.
+func (s resourceSet) withLastGoodSecrets(refs []string, last resourceSet) {
+	for _, n := range refs {
+		if _, ok := s[resourcev3.SecretType][n]; ok {
+			continue
+		}
+		if e, ok := last[resourcev3.SecretType][n]; ok {
+			s[resourcev3.SecretType][n] = e
+		}
+	}
 }

@@ -267,6 +267,9 @@ func (s *Server) rebuildLocked(key envoy.Proxy) {
 	if err == nil {
 		set, err = fromResources(res)
 	}
+	if err == nil && ks.desired != nil {
+		set.withLastGoodSecrets(res.SecretRefs, ks.desired)
+	}
 	if err != nil {
 		if ks.invalid != err.Error() {
 			ks.invalid = err.Error()

@@ -41,6 +41,9 @@ func nextStep(cur, want resourceSet, role envoy.Role) (resourceSet, step) {
 	if added := missing(cur, want, resourcev3.ClusterType); len(added) > 0 {
 		return warm(cur, want, added, role), stepWarm
 	}
+	if added := missing(cur, want, resourcev3.SecretType); len(added) > 0 {
+		return warmSecrets(cur, want, added), stepWarm
+	}
 	if role == envoy.GRPC {
 		if next := standbyNewlyNamed(cur, want); !next.equal(cur) {
 			return next, stepWarm
@@ -102,6 +105,16 @@ func warm(cur, want resourceSet, added []string, role envoy.Role) resourceSet {
 	return next
 }
 
+// warmSecrets is cur plus the added secrets, so that listeners using them
+// are not left waiting for a certificate.
+func warmSecrets(cur, want resourceSet, added []string) resourceSet {
+	next := cur.clone()
+	for _, n := range added {
+		next[resourcev3.SecretType][n] = want[resourcev3.SecretType][n]
+	}
+	return next
+}
+
 // routeConfigClusters returns the clusters of rc for which keep is true.
 func routeConfigClusters(rc *routev3.RouteConfiguration, keep map[string]bool) []string {
 	seen := map[string]bool{}
@@ -124,7 +137,7 @@ func routeConfigClusters(rc *routev3.RouteConfiguration, keep map[string]bool) [
 // configurations of cur that want dropped.
 func switched(cur, want resourceSet) resourceSet {
 	next := want.clone()
-	for _, t := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.RouteType} {
+	for _, t := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.RouteType} {
 		for n, e := range cur[t] {
 			if _, ok := next[t][n]; !ok {
 				next[t][n] = e

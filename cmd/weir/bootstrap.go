@@ -3,26 +3,33 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/weir-mesh/weir/translator/envoy"
 	"github.com/weir-mesh/weir/xds"
 )
 
-func runBootstrap(args []string, stdout, stderr io.Writer) error {
+func runBootstrap(args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("bootstrap", stderr)
 	var o xds.BootstrapOptions
 	var role string
 	var adminPort, outboundPort uint
 	fs.StringVar(&o.NodeID, "node-id", "", "the node's id (required; unique per proxy)")
-	fs.StringVar(&role, "role", string(envoy.Sidecar), "sidecar (Envoy YAML) or grpc (proxyless gRPC JSON)")
+	fs.StringVar(&role, "role", string(envoy.Sidecar), "sidecar or gateway (Envoy YAML), or grpc (proxyless gRPC JSON)")
 	fs.StringVar(&o.Namespace, "namespace", "default", "the proxy's namespace: services there answer to their short name")
 	fs.StringVar(&o.XDSAddr, "xds-addr", "127.0.0.1:18000", "weir's ADS address")
 	fs.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1", "Envoy admin listener address")
 	fs.UintVar(&adminPort, "admin-port", 15000, "Envoy admin listener port")
 	fs.UintVar(&outboundPort, "outbound-port", 0, "sidecar outbound listener port (default: weir serve's --outbound-port)")
 	fs.BoolVar(&o.Delta, "delta", false, "incremental xDS (DELTA_GRPC): only changed resources are sent (Envoy only)")
+	var labels string
+	fs.StringVar(&labels, "labels", "", "gateway labels k=v,k=v: Istio Gateways whose selector they match are served")
+	fs.StringVar(&o.GatewayAddress, "gateway-address", "", "where a gateway's listeners bind (default 0.0.0.0)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.Labels, err = parseLabels(labels); err != nil {
+		return fmt.Errorf("--labels: %w", err)
 	}
 	r, err := envoy.ParseRole(role)
 	if err != nil {
@@ -43,4 +50,20 @@ func runBootstrap(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", out)
 	return err
+}
+
+// parseLabels reads "k=v,k=v"; "" is no labels.
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/weir-mesh/weir/translator"
 	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/translator/ingressnginx"
 	"github.com/weir-mesh/weir/watcher"
 )
 
@@ -21,8 +22,14 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	services := fs.Bool("services", false, "print each Service's ready endpoints by version instead of the document")
 	var versionLabels stringList
 	fs.Var(&versionLabels, "version-label", "Pod label naming an endpoint's version (repeatable, first set wins); default version")
+	gatewayLabels := fs.String("gateway-labels", "istio=ingressgateway", "labels k=v,k=v of the gateway the resources are built for")
+	ingressClass := fs.String("ingress-class", ingressnginx.DefaultClass, "ingress class weir serves")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	labels, err := parseLabels(*gatewayLabels)
+	if err != nil {
+		return fmt.Errorf("translate: --gateway-labels: %w", err)
 	}
 	if *path == "" {
 		return errors.New("translate: -f PATH is required")
@@ -30,7 +37,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	if *format != "json" && *format != "yaml" {
 		return fmt.Errorf("translate: -o %q: want json or yaml", *format)
 	}
-	res, err := translatePath(*path, translator.Options{VersionLabels: versionLabels}, stderr)
+	res, err := translatePath(*path, translator.Options{VersionLabels: versionLabels, IngressClass: *ingressClass}, stderr)
 	if err != nil {
 		return err
 	}
@@ -45,6 +52,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	out, err := translator.Render(res, []envoy.Proxy{
 		{Role: envoy.Sidecar, Namespace: *proxyNamespace, OutboundAddress: "127.0.0.1", OutboundPort: envoy.DefaultOutboundPort},
 		{Role: envoy.GRPC},
+		{Role: envoy.Gateway, Labels: envoy.CanonicalLabels(labels)},
 	})
 	if err != nil {
 		return err

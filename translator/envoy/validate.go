@@ -9,6 +9,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // validator is what every generated Envoy message implements.
@@ -25,6 +26,7 @@ func Validate(r *Resources) error {
 	errs = append(errs, validateEach("route configuration", r.Routes, func(rc *routev3.RouteConfiguration) string { return rc.Name })...)
 	errs = append(errs, validateEach("cluster", r.Clusters, func(c *clusterv3.Cluster) string { return c.Name })...)
 	errs = append(errs, validateEach("load assignment", r.Endpoints, func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })...)
+	errs = append(errs, validateEach("secret", r.Secrets, func(s *tlsv3.Secret) string { return s.Name })...)
 	errs = append(errs, validateRefs(r)...)
 	return errors.Join(errs...)
 }
