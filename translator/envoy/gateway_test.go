@@ -64,7 +64,7 @@ func TestGatewaySelectsServersByLabels(t *testing.T) {
 		t.Errorf("http.80 domains %v", got)
 	}
 	redirect := plain.VirtualHosts[1].Routes[0].GetRedirect()
-	if redirect.GetSchemeRedirect() != "https" || redirect.GetResponseCode() != routev3.RedirectAction_MOVED_PERMANENTLY {
+	if !redirect.GetHttpsRedirect() || redirect.GetResponseCode() != routev3.RedirectAction_MOVED_PERMANENTLY {
 		t.Errorf("httpsRedirect route: %v", plain.VirtualHosts[1].Routes[0])
 	}
 	if len(res.Clusters) != 1 || len(res.Endpoints) != 1 {

@@ -45,8 +45,9 @@ func buildAPIListener(h ir.Host) *listenerv3.Listener {
 	}
 }
 
-// buildHCM returns an HTTP connection manager that takes its routes over RDS
-// and ends with the router filter.
+// buildHCM returns an HTTP connection manager that takes its routes over RDS;
+// its filters are the fault filter (idle unless a route configures it) and
+// the router.
 func buildHCM(statPrefix, routeConfig string) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
@@ -55,7 +56,7 @@ func buildHCM(statPrefix, routeConfig string) *hcmv3.HttpConnectionManager {
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routeConfig,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{
+		HttpFilters: []*hcmv3.HttpFilter{FaultFilter(), {
 			Name:       wellknown.Router,
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
 		}},

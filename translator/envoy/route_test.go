@@ -287,7 +287,7 @@ func TestBuildMirrorClusters(t *testing.T) {
 		}}}},
 		Clusters: []ir.Cluster{{Name: "shadow"}, {Name: "unused"}, {Name: "v1"}},
 	}
-	for _, role := range Roles {
+	for _, role := range []Role{Sidecar, GRPC} {
 		res, err := Build(in, Proxy{Role: role, Namespace: "ns", OutboundAddress: "127.0.0.1", OutboundPort: DefaultOutboundPort})
 		if err != nil {
 			t.Fatalf("%s: Build: %v", role, err)
