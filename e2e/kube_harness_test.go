@@ -1018,8 +1018,8 @@ func checkWeirRBAC(t *testing.T, k *kubeEnv) {
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("weir deleting a Service: got %v, want Forbidden", err)
 	}
-	if _, err := weir.CoreV1().Secrets("shop").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
-		t.Errorf("weir listing Secrets: got %v, want Forbidden", err)
+	if _, err := weir.CoreV1().ConfigMaps("shop").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("weir listing ConfigMaps: got %v, want Forbidden", err)
 	}
 
 	splits := dynamic.NewForConfigOrDie(k.WeirConfig).

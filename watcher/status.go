@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"sort"
@@ -41,6 +42,10 @@ type StatusResource struct {
 	// status.conditions weir owns. When false, an Accepted=False condition is
 	// reported as a Warning Event on the object instead.
 	HasStatus bool
+	// LoadBalancer is true for kinds whose status.loadBalancer weir fills
+	// with the gateway address (see SetLoadBalancerAddress) while they are
+	// accepted.
+	LoadBalancer bool
 }
 
 // statusResources are the kinds whose status weir writes back, by the
@@ -54,7 +59,8 @@ func statusResources() map[string]StatusResource {
 		istio.DestinationRuleKind:             istioResource("destinationrules"),
 		istio.GatewayKind + "." + istio.Group: istioResource("gateways"),
 		"Ingress": {
-			Resource: runtimeschema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"},
+			Resource:     runtimeschema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"},
+			LoadBalancer: true,
 		},
 		smi.TrafficSplitKind: {
 			Resource:  runtimeschema.GroupVersionResource{Group: smi.SplitGroup, Version: "v1alpha4", Resource: "trafficsplits"},
@@ -94,6 +100,7 @@ type StatusWriter struct {
 
 	mu        sync.Mutex
 	resources map[string]StatusResource  // guarded by mu
+	address   string                     // guarded by mu; for status.loadBalancer
 	written   map[objectKey]statusRecord // guarded by mu
 	warned    map[string]bool            // guarded by mu; kinds without a StatusResource
 }
@@ -108,10 +115,12 @@ func (k objectKey) String() string { return k.kind + " " + k.namespace + "/" + k
 type statusRecord struct {
 	generation int64
 	conditions []status.Condition
+	// address is the status.loadBalancer address written; "" for none.
+	address string
 }
 
 func (r statusRecord) equal(o statusRecord) bool {
-	return r.generation == o.generation && slices.Equal(r.conditions, o.conditions)
+	return r.generation == o.generation && slices.Equal(r.conditions, o.conditions) && r.address == o.address
 }
 
 // NewStatusWriter returns a writer for TrafficSplit and HTTPRouteGroup; more
@@ -140,6 +149,15 @@ func (w *StatusWriter) Register(kind string, r StatusResource) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.resources[kind] = r
+}
+
+// SetLoadBalancerAddress sets the address (an IP or a host name) written to
+// status.loadBalancer of accepted objects of LoadBalancer kinds (Ingress);
+// "" writes none.
+func (w *StatusWriter) SetLoadBalancerAddress(addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.address = addr
 }
 
 // Reset forgets what was written, so the next Write compares every object
@@ -200,14 +218,21 @@ func (w *StatusWriter) writeOne(ctx context.Context, o status.Object) error {
 	if !res.HasStatus {
 		want.conditions = rejection(want.conditions)
 	}
-	if prev, ok := w.written[key]; ok && prev.equal(want) {
+	if res.LoadBalancer && len(rejection(o.Conditions)) == 0 {
+		want.address = w.address
+	}
+	prev, known := w.written[key]
+	if known && prev.equal(want) {
 		return nil
 	}
 	var err error
 	if res.HasStatus {
 		err = w.patchConditions(ctx, res.Resource, o, want.conditions)
-	} else if len(want.conditions) > 0 {
+	} else if len(want.conditions) > 0 && (!known || !slices.Equal(prev.conditions, want.conditions) || prev.generation != want.generation) {
 		err = w.emitEvent(ctx, res.Resource, o, want.conditions[0])
+	}
+	if err == nil && want.address != "" && (!known || prev.address != want.address) {
+		err = w.patchLoadBalancer(ctx, res.Resource, o, want.address)
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -219,6 +244,21 @@ func (w *StatusWriter) writeOne(ctx context.Context, o status.Object) error {
 	}
 	w.written[key] = want
 	return nil
+}
+
+// patchLoadBalancer sets status.loadBalancer.ingress to addr alone.
+func (w *StatusWriter) patchLoadBalancer(ctx context.Context, gvr runtimeschema.GroupVersionResource, o status.Object, addr string) error {
+	entry := map[string]string{"hostname": addr}
+	if net.ParseIP(addr) != nil {
+		entry = map[string]string{"ip": addr}
+	}
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": []any{entry}}}})
+	if err != nil {
+		return err
+	}
+	_, err = w.dyn.Resource(gvr).Namespace(o.Namespace).Patch(ctx, o.Name, types.MergePatchType, body,
+		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	return err
 }
 
 func sortedConditions(in []status.Condition) []status.Condition {

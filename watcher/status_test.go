@@ -405,3 +405,36 @@ func TestTruncateUTF8(t *testing.T) {
 		})
 	}
 }
+
+func TestStatusIngressLoadBalancerAddress(t *testing.T) {
+	f := newStatusFixture(t, liveObject("networking.k8s.io/v1", "Ingress", "web", 1))
+	f.w.Register("Ingress", StatusResource{Resource: ingressGVR, LoadBalancer: true})
+	f.w.SetLoadBalancerAddress("192.0.2.10")
+	for range 2 {
+		if err := f.w.Write(context.Background(), []status.Object{ingressStatus(1, accepted)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var patches []string
+	for _, a := range f.dyn.Actions() {
+		if p, ok := a.(k8stesting.PatchAction); ok {
+			patches = append(patches, a.GetSubresource()+" "+string(p.GetPatch()))
+		}
+	}
+	want := []string{`status {"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}`}
+	if diff := cmp.Diff(want, patches); diff != "" {
+		t.Errorf("patches (-want +got):\n%s", diff)
+	}
+	// A rejected Ingress is not given the address.
+	f2 := newStatusFixture(t, liveObject("networking.k8s.io/v1", "Ingress", "web", 1))
+	f2.w.Register("Ingress", StatusResource{Resource: ingressGVR, LoadBalancer: true})
+	f2.w.SetLoadBalancerAddress("gw.example.test")
+	if err := f2.w.Write(context.Background(), []status.Object{ingressStatus(1, badWeight)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range f2.dyn.Actions() {
+		if _, ok := a.(k8stesting.PatchAction); ok {
+			t.Errorf("rejected Ingress patched: %v", a)
+		}
+	}
+}

@@ -121,13 +121,21 @@ func (s resourceSet) names(typeURL string) []string {
 	return names
 }
 
-// versions returns the version of every type.
+// versions returns the version of every type it reports.
 func (s resourceSet) versions() map[string]string {
 	out := make(map[string]string, len(typeURLs))
 	for _, t := range typeURLs {
-		out[t] = s.version(t)
+		if reported(t, len(s[t])) {
+			out[t] = s.version(t)
+		}
 	}
 	return out
+}
+
+// reported is false for secrets when there are none: a proxy asks for
+// secrets only when a listener uses one, so it never ACKs an empty set.
+func reported(typeURL string, n int) bool {
+	return typeURL != resourcev3.SecretType || n > 0
 }
 
 // equal reports whether two sets have the same content.

@@ -222,7 +222,9 @@ func (s *Server) SnapshotVersions(nodeID string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, t := range typeURLs {
-		out[t] = snap.GetVersion(t)
+		if reported(t, len(snap.GetResources(t))) {
+			out[t] = snap.GetVersion(t)
+		}
 	}
 	return out
 }

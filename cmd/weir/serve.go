@@ -16,6 +16,7 @@ import (
 
 	"github.com/weir-mesh/weir/cmd/weir/serve"
 	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/translator/ingressnginx"
 )
 
 // defaultDir is served when no source is given.
@@ -33,6 +34,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to read; without it and --dir, $KUBECONFIG, else the Pod's service account when in a cluster")
 	fs.Var(&namespaces, "namespace", "namespace to read from the cluster (repeatable); default all")
 	fs.Var(&versionLabels, "version-label", "Pod label naming an endpoint's version (repeatable, first set wins); default version")
+	fs.StringVar(&cfg.IngressClass, "ingress-class", ingressnginx.DefaultClass, "ingressClassName (or kubernetes.io/ingress.class annotation) of the Ingresses served by gateways")
+	fs.StringVar(&cfg.IngressAddress, "ingress-address", "", "address (IP or host name) of the gateways, written to the status.loadBalancer of served Ingresses; default none")
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "ADS gRPC listen address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:19000", "admin HTTP listen address (/metrics, /readyz, /debug/proxies, /debug/status, /debug/services)")
 	fs.StringVar(&cfg.OutboundAddress, "outbound-address", "127.0.0.1", "sidecar outbound listener address, unless the node's metadata sets weir.outbound_address")

@@ -38,6 +38,11 @@ type Config struct {
 	// VersionLabels are the Pod labels that name an endpoint's version, in
 	// order of precedence; empty means "version".
 	VersionLabels []string
+	// IngressClass is the class of the Ingresses served; "" means "weir".
+	IngressClass string
+	// IngressAddress, if set, is written to the status.loadBalancer of the
+	// Ingresses served (the gateways' address).
+	IngressAddress string
 	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
 	XDSAddr   string
 	AdminAddr string
@@ -192,7 +197,7 @@ func (s *Server) translate(ctx context.Context, changedAt time.Time) {
 	ctx, span := s.tracer.Start(ctx, "translate")
 	defer span.End()
 	start := time.Now()
-	res := translator.Translate(s.store.Snapshot(), translator.Options{VersionLabels: s.cfg.VersionLabels})
+	res := translator.Translate(s.store.Snapshot(), translator.Options{VersionLabels: s.cfg.VersionLabels, IngressClass: s.cfg.IngressClass})
 	s.tel.translation.Record(ctx, time.Since(start).Seconds())
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("weir.hosts", len(res.IR.Hosts)), attribute.Int("weir.clusters", len(res.IR.Clusters)))

@@ -57,8 +57,10 @@ func newStatusPublisher(cfg Config) (*statusPublisher, error) {
 	if err != nil {
 		return nil, err
 	}
+	writer := watcher.NewStatusWriter(dyn, core, cfg.Logger)
+	writer.SetLoadBalancerAddress(cfg.IngressAddress)
 	return &statusPublisher{
-		writer: watcher.NewStatusWriter(dyn, core, cfg.Logger),
+		writer: writer,
 		lead:   lead, log: cfg.Logger, kick: make(chan struct{}, 1),
 	}, nil
 }
