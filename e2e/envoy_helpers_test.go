@@ -355,15 +355,22 @@ type load struct {
 // startLoad sends r from workers goroutines, each with its own keep-alive
 // connection, until stopped or until limit requests were sent in all.
 func (s *sidecar) startLoad(workers int, r request, limit int64) *load {
+	return startLoadWith(workers, limit, func() *http.Client { return newClient(1) },
+		func(c *http.Client) (string, error) { return s.do(c, r) })
+}
+
+// startLoadWith calls do from workers goroutines, each with its own client,
+// until stopped or until limit calls were made in all.
+func startLoadWith(workers int, limit int64, client func() *http.Client, do func(*http.Client) (string, error)) *load {
 	l := &load{counts: map[string]int{}}
 	for range workers {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			c := newClient(1)
+			c := client()
 			defer c.CloseIdleConnections()
 			for !l.stop.Load() && l.total.Add(1) <= limit {
-				out, err := s.do(c, r)
+				out, err := do(c)
 				l.mu.Lock()
 				l.counts[out]++
 				if err != nil && l.example == nil {

@@ -9,14 +9,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -207,7 +205,8 @@ func (k *kubeEnv) writeKubeconfig(t testing.TB, path, user, token string) {
 // certificate as the clients' CA.
 func (k *kubeEnv) writeCredentials(t testing.TB, adminToken, weirToken string) {
 	t.Helper()
-	certPEM, keyPEM := selfSignedCert(t)
+	serving := selfSignedCert(t, "localhost", "127.0.0.1")
+	certPEM, keyPEM := serving.certPEM, serving.keyPEM
 	k.caPEM = certPEM
 	_, saKeyPEM, saPubPEM := ecdsaKeyPEM(t)
 	tokens := fmt.Sprintf("%s,e2e-admin,e2e-admin,\"system:masters,system:authenticated\"\n"+
@@ -863,30 +862,6 @@ func ecdsaKeyPEM(t testing.TB) (key *ecdsa.PrivateKey, private, public []byte) {
 	}
 	return key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})
-}
-
-// selfSignedCert returns a serving certificate for 127.0.0.1 and
-// localhost that is its own CA, and its key, in PEM.
-func selfSignedCert(t testing.TB) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, keyPEM, _ := ecdsaKeyPEM(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "weir-e2e-apiserver"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM
 }
 
 // TestKubeHarness checks the harness itself: the CRDs and RBAC in deploy/

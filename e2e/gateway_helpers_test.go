@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/weir-mesh/weir/cmd/weir/serve"
+	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/xds"
+)
+
+// gateway is a real Envoy in the gateway role. Its listeners bind on a
+// loopback address of its own, on the ports the servers ask for; the
+// embedded sidecar's outbound address is its port 80, so the sidecar's
+// request helpers send plain HTTP through it.
+type gateway struct {
+	*sidecar
+	address string // the loopback IP its listeners bind to
+}
+
+// gatewayAddress is a loopback IP derived from the test's name, so that
+// gateways of different tests never share a port.
+func gatewayAddress(t testing.TB) string {
+	h := fnv.New32a()
+	h.Write([]byte(t.Name()))
+	v := h.Sum32()
+	return fmt.Sprintf("127.%d.%d.%d", 1+v%250, (v>>8)%256, 1+(v>>16)%250)
+}
+
+// startGateway runs Envoy with `weir bootstrap --role gateway` options and
+// labels until the test ends; it returns once Envoy is LIVE and has ACKed
+// clusters and listeners.
+func startGateway(t testing.TB, weir *serve.Server, labels map[string]string) *gateway {
+	t.Helper()
+	dir := t.TempDir()
+	g := &gateway{address: gatewayAddress(t)}
+	g.sidecar = &sidecar{
+		weir:     weir,
+		nodeID:   "gateway-" + strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()),
+		outbound: net.JoinHostPort(g.address, "80"),
+		logPath:  filepath.Join(dir, "envoy.log"),
+		exited:   make(chan struct{}),
+		client:   newClient(16),
+	}
+	bootstrap, err := xds.EnvoyBootstrap(xds.BootstrapOptions{
+		NodeID: g.nodeID, Role: envoy.Gateway, XDSAddr: weir.XDSAddr(),
+		AdminAddress: "127.0.0.1", AdminPort: 0, Labels: labels, GatewayAddress: g.address,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "envoy.yaml")
+	adminPath := filepath.Join(dir, "admin-address")
+	writeFile(t, config, string(bootstrap))
+	g.run(t, config, adminPath)
+	g.waitLive(t, adminPath)
+	ackedVersions(t, weir.XDS(), g.nodeID, nil, resourcev3.ClusterType, resourcev3.ListenerType)
+	return g
+}
+
+// httpsClient returns a client that reaches host:443 on the gateway,
+// verifying the certificate chain against roots and the name host.
+func (g *gateway) httpsClient(roots *x509.CertPool, conns int) *http.Client {
+	dialer := &net.Dialer{Timeout: requestTimeout}
+	return &http.Client{
+		Transport: &http.Transport{
+			MaxIdleConnsPerHost: conns,
+			DisableCompression:  true,
+			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				_, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					return nil, err
+				}
+				return dialer.DialContext(ctx, network, net.JoinHostPort(g.address, port))
+			},
+		},
+		Timeout: requestTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// doHTTPS sends GET https://host/path through c and returns "v1" or "v2"
+// for a 200 from that backend, else "HTTP <code>", "bad body" or "error".
+func doHTTPS(c *http.Client, host, path string) (string, error) {
+	resp, err := c.Get("https://" + host + path)
+	if err != nil {
+		return "error", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return "error", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("https://%s%s: %s", host, path, resp.Status)
+	}
+	switch strings.TrimSpace(string(body)) {
+	case "Hi, I am v1!":
+		return "v1", nil
+	case "Hi, I am v2!":
+		return "v2", nil
+	}
+	return "bad body", fmt.Errorf("https://%s%s: body %q", host, path, body)
+}
+
+// servedCertificate returns the serial number of the leaf certificate the
+// gateway presents for server name host on port 443, verified against
+// roots.
+func (g *gateway) servedCertificate(roots *x509.CertPool, host string) (*big.Int, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: requestTimeout}, "tcp", net.JoinHostPort(g.address, "443"),
+		&tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber, nil
+}
+
+// testCert is a self-signed certificate for some DNS names.
+type testCert struct {
+	certPEM, keyPEM []byte
+	serial          *big.Int
+	roots           *x509.CertPool
+}
+
+// selfSignedCert makes a fresh self-signed ECDSA certificate, its own CA,
+// for names (DNS names or IP addresses).
+func selfSignedCert(t testing.TB, names ...string) testCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return testCert{
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		serial:  serial,
+		roots:   roots,
+	}
+}
+
+// tlsSecret is the kubernetes.io/tls Secret namespace/name holding c.
+func tlsSecret(namespace, name string, c testCert) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: %s, namespace: %s}
+type: kubernetes.io/tls
+data:
+  tls.crt: %s
+  tls.key: %s
+`, name, namespace, base64.StdEncoding.EncodeToString(c.certPEM), base64.StdEncoding.EncodeToString(c.keyPEM))
+}
+
+// versionBackends are Services <prefix>-v1 and <prefix>-v2 in namespace,
+// port 80, each with one endpoint on a backend answering "Hi, I am vN!".
+func versionBackends(t testing.TB, namespace, prefix string) string {
+	t.Helper()
+	var docs []string
+	for _, v := range []string{"v1", "v2"} {
+		port := startBackend(t, "Hi, I am "+v+"!")
+		name := prefix + "-" + v
+		docs = append(docs, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  ports:
+  - {name: http, port: 80, targetPort: %[3]d}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %[1]s-abcde
+  namespace: %[2]s
+  labels: {kubernetes.io/service-name: %[1]s}
+addressType: IPv4
+ports:
+- {name: http, port: %[3]d, protocol: TCP}
+endpoints:
+- addresses: [127.0.0.1]
+  conditions: {ready: true}
+`, name, namespace, port))
+	}
+	return strings.Join(docs, "---\n")
+}
