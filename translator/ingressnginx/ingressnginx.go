@@ -182,7 +182,7 @@ func (t *translation) sortedHosts() []*hostPlan {
 // virtualHost renders h; on the plain-HTTP server, locations that must be
 // reached over TLS answer with a redirect to https.
 func (t *translation) virtualHost(h *hostPlan, plain bool) ir.VirtualHost {
-	vh := ir.VirtualHost{Name: "Ingress/" + h.name, Domains: []string{h.name}}
+	vh := ir.VirtualHost{Name: h.name, Domains: []string{h.name}}
 	tlsHost := plain && t.hasTLS(h.name)
 	for _, e := range h.entries {
 		if plain && (e.loc.ing.ann.forceSSLRedirect || (tlsHost && e.loc.ing.ann.sslRedirect)) {
