@@ -145,7 +145,6 @@ func routeName(in *ingress, id string) string {
 // addDefault adds a copy of def, so that a canary of one host's catch-all
 // does not reach another's.
 func (h *hostPlan) addDefault(def *location) {
-	def.ing.servesDefault = true
 	d := *def
 	h.locations = append(h.locations, &d)
 }

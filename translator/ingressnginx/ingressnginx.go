@@ -175,6 +175,11 @@ func (t *translation) sortedHosts() []*hostPlan {
 	for i, n := range names {
 		out[i] = t.hosts[n]
 		out[i].entries = buildEntries(out[i])
+		for _, l := range out[i].locations {
+			if l.isDefault {
+				l.ing.servesDefault = true
+			}
+		}
 	}
 	return out
 }
