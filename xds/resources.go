@@ -231,3 +231,19 @@ func (s resourceSet) withLastGoodSecrets(refs []string, last resourceSet) {
 		}
 	}
 }
+
+// unavailableSecrets returns the secrets r's listeners use that neither r
+// nor the last configuration last (nil for none) has.
+func unavailableSecrets(r *envoy.Resources, last resourceSet) map[string]bool {
+	have := map[string]bool{}
+	for _, sec := range r.Secrets {
+		have[sec.Name] = true
+	}
+	out := map[string]bool{}
+	for _, n := range r.SecretRefs {
+		if _, ok := last[resourcev3.SecretType][n]; !ok && !have[n] {
+			out[n] = true
+		}
+	}
+	return out
+}

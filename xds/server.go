@@ -259,6 +259,9 @@ func (s *Server) rebuildLocked(key envoy.Proxy) {
 		return
 	}
 	res, err := envoy.Build(s.ir, key)
+	if err == nil {
+		res = envoy.WithoutSecrets(res, unavailableSecrets(res, ks.desired))
+	}
 	if err == nil && s.testFix != nil {
 		s.testFix(key, res)
 	}

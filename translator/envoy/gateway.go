@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weir-mesh/weir/translator/ir"
@@ -296,4 +298,47 @@ func listenerSecrets(l *listenerv3.Listener) []string {
 		}
 	}
 	return out
+}
+
+// WithoutSecrets returns r without the TLS filter chains that use one of
+// the secrets in unavailable (a Secret that was never valid: Envoy would
+// hold the listener waiting for it), and without listeners left with no
+// chain. r is not modified; listeners that change are copies.
+func WithoutSecrets(r *Resources, unavailable map[string]bool) *Resources {
+	if len(unavailable) == 0 {
+		return r
+	}
+	out := *r
+	out.Listeners = nil
+	for _, l := range r.Listeners {
+		kept := keptChains(l, unavailable)
+		if len(kept) == len(l.FilterChains) {
+			out.Listeners = append(out.Listeners, l)
+			continue
+		}
+		if len(kept) == 0 {
+			continue
+		}
+		cp := proto.Clone(l).(*listenerv3.Listener)
+		cp.FilterChains = kept
+		out.Listeners = append(out.Listeners, cp)
+	}
+	out.SecretRefs = nil
+	for _, n := range r.SecretRefs {
+		if !unavailable[n] {
+			out.SecretRefs = append(out.SecretRefs, n)
+		}
+	}
+	return &out
+}
+
+func keptChains(l *listenerv3.Listener, unavailable map[string]bool) []*listenerv3.FilterChain {
+	var kept []*listenerv3.FilterChain
+	for _, fc := range l.FilterChains {
+		one := &listenerv3.Listener{FilterChains: []*listenerv3.FilterChain{fc}}
+		if !slices.ContainsFunc(listenerSecrets(one), func(n string) bool { return unavailable[n] }) {
+			kept = append(kept, fc)
+		}
+	}
+	return kept
 }

@@ -6,6 +6,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weir-mesh/weir/translator/ir"
 )
@@ -155,4 +156,34 @@ func domainsOf(rc *routev3.RouteConfiguration) []string {
 		out = append(out, vh.Domains...)
 	}
 	return out
+}
+
+func TestWithoutSecretsDropsChainsAndEmptyListeners(t *testing.T) {
+	in := gatewayIR()
+	in.Secrets = nil
+	in.Servers = append(in.Servers, ir.Server{Name: "Gateway/edge/public/2", Selector: map[string]string{"istio": "ingressgateway"},
+		Port: 443, Hostnames: []string{"b.example.test"}, TLS: &ir.ServerTLS{SecretName: "edge/b"}})
+	in.Secrets = []ir.Secret{{Name: "edge/b", CertPEM: []byte("c"), KeyPEM: []byte("k")}}
+	res, err := Build(in, Proxy{Role: Gateway, Labels: "istio=ingressgateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := proto.Clone(res.Listeners[0])
+	out := WithoutSecrets(res, map[string]bool{"edge/cert": true})
+	if got := chainNames(out.Listeners[0]); !slices.Equal(got, []string{"Gateway/edge/public/2"}) {
+		t.Errorf("chains %v, want only the one with a valid secret", got)
+	}
+	if !proto.Equal(before, res.Listeners[0]) {
+		t.Error("WithoutSecrets modified its argument")
+	}
+	if !slices.Equal(out.SecretRefs, []string{"edge/b"}) {
+		t.Errorf("refs %v", out.SecretRefs)
+	}
+	all := WithoutSecrets(res, map[string]bool{"edge/cert": true, "edge/b": true})
+	if len(all.Listeners) != 1 || all.Listeners[0].Name != "gateway_0.0.0.0_80" {
+		t.Errorf("listeners %v, want only the plain one", all.Listeners)
+	}
+	if err := Validate(all); err != nil {
+		t.Error(err)
+	}
 }
