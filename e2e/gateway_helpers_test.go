@@ -46,15 +46,24 @@ func gatewayAddress(t testing.TB) string {
 	return fmt.Sprintf("127.%d.%d.%d", 1+v%250, (v>>8)%256, 1+(v>>16)%250)
 }
 
-// startGateway runs Envoy with `weir bootstrap --role gateway` options and
-// labels until the test ends; it returns once Envoy is LIVE and has ACKed
-// clusters and listeners.
+// startGateway runs Envoy as a gateway with labels for weir until the test
+// ends; it returns once Envoy is LIVE and has ACKed clusters and listeners.
 func startGateway(t testing.TB, weir *serve.Server, labels map[string]string) *gateway {
+	t.Helper()
+	g := launchGateway(t, weir.XDSAddr(), labels)
+	g.weir = weir
+	ackedVersions(t, weir.XDS(), g.nodeID, nil, resourcev3.ClusterType, resourcev3.ListenerType)
+	return g
+}
+
+// launchGateway runs Envoy with the bootstrap `weir bootstrap --role
+// gateway` gives for labels and the weir at xdsAddr, until the test ends;
+// it returns once Envoy is LIVE.
+func launchGateway(t testing.TB, xdsAddr string, labels map[string]string) *gateway {
 	t.Helper()
 	dir := t.TempDir()
 	g := &gateway{address: gatewayAddress(t)}
 	g.sidecar = &sidecar{
-		weir:     weir,
 		nodeID:   "gateway-" + strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()),
 		outbound: net.JoinHostPort(g.address, "80"),
 		logPath:  filepath.Join(dir, "envoy.log"),
@@ -62,7 +71,7 @@ func startGateway(t testing.TB, weir *serve.Server, labels map[string]string) *g
 		client:   newClient(16),
 	}
 	bootstrap, err := xds.EnvoyBootstrap(xds.BootstrapOptions{
-		NodeID: g.nodeID, Role: envoy.Gateway, XDSAddr: weir.XDSAddr(),
+		NodeID: g.nodeID, Role: envoy.Gateway, XDSAddr: xdsAddr,
 		AdminAddress: "127.0.0.1", AdminPort: 0, Labels: labels, GatewayAddress: g.address,
 	})
 	if err != nil {
@@ -73,7 +82,6 @@ func startGateway(t testing.TB, weir *serve.Server, labels map[string]string) *g
 	writeFile(t, config, string(bootstrap))
 	g.run(t, config, adminPath)
 	g.waitLive(t, adminPath)
-	ackedVersions(t, weir.XDS(), g.nodeID, nil, resourcev3.ClusterType, resourcev3.ListenerType)
 	return g
 }
 
