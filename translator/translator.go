@@ -45,19 +45,22 @@ type Options struct {
 func Translate(objs Objects, opts Options) Result {
 	services := kube.Build(objs, opts.VersionLabels)
 	split := smi.Translate(objs, services)
+	mesh := istio.Translate(objs, services)
+	st := append(append([]status.Object(nil), split.Status...), mesh.Status...)
+	policies := hostPolicies(objs, split, mesh, st)
 	hosts := make([]ir.Host, len(services.Hosts))
 	for i, h := range services.Hosts {
-		hosts[i] = withPolicyRoutes(h, split.Routes[h.Name])
-		hosts[i].Standby = withoutRouted(split.Standby[h.Name], hosts[i].Routes)
+		p := policies[h.Name]
+		hosts[i] = withPolicyRoutes(h, p.routes, p.fallback)
+		hosts[i].Standby = withoutRouted(p.standby, hosts[i].Routes)
 	}
 	ingress := ingressnginx.Translate(objs, services, ingressnginx.Options{Class: opts.IngressClass})
-	mesh := istio.Translate(objs, services)
-	st := append(append(split.Status, ingress.Status...), mesh.Status...)
+	st = append(st, ingress.Status...)
 	status.Sort(st)
 	return Result{
 		IR: &ir.IR{
 			Hosts:    hosts,
-			Clusters: services.SortedClusters(),
+			Clusters: withClusters(services.SortedClusters(), mesh.Clusters),
 			Servers:  sortedServers(ingress.Servers, mesh.Servers),
 			Secrets:  uniqueSecrets(ingress.Secrets, mesh.Secrets),
 		},
@@ -92,18 +95,40 @@ func uniqueSecrets(lists ...[]ir.Secret) []ir.Secret {
 	return out
 }
 
-// withPolicyRoutes puts a policy's routes in front of the host's default
-// route, which is dropped when the policy has its own catch-all.
-func withPolicyRoutes(h ir.Host, routes []ir.Route) ir.Host {
+// withPolicyRoutes replaces the host's default route with a policy's
+// routes; with fallback, the default route stays after them unless the
+// policy has its own catch-all.
+func withPolicyRoutes(h ir.Host, routes []ir.Route, fallback bool) ir.Host {
 	if len(routes) == 0 {
 		return h
 	}
 	out := append([]ir.Route(nil), routes...)
-	if !out[len(out)-1].Match.IsCatchAll() {
+	if fallback && !out[len(out)-1].Match.IsCatchAll() {
 		out = append(out, h.Routes...)
 	}
 	h.Routes = out
 	return h
+}
+
+// withClusters returns base (sorted by name) with the clusters of extra
+// (sorted by name) added, or replacing those of the same name.
+func withClusters(base, extra []ir.Cluster) []ir.Cluster {
+	if len(extra) == 0 {
+		return base
+	}
+	byName := make(map[string]ir.Cluster, len(base)+len(extra))
+	for _, c := range base {
+		byName[c.Name] = c
+	}
+	for _, c := range extra {
+		byName[c.Name] = c
+	}
+	out := make([]ir.Cluster, 0, len(byName))
+	for _, c := range byName {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // withoutRouted drops the standby clusters some route already sends to.

@@ -1,0 +1,172 @@
+package translator
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	istioapi "github.com/weir-mesh/weir/api/istio"
+	smiapi "github.com/weir-mesh/weir/api/smi"
+	"github.com/weir-mesh/weir/translator/ir"
+	"github.com/weir-mesh/weir/translator/istio"
+	"github.com/weir-mesh/weir/translator/smi"
+	"github.com/weir-mesh/weir/translator/status"
+)
+
+// hostPolicy is the routes a policy front-end gives one host.
+type hostPolicy struct {
+	routes  []ir.Route
+	standby []string
+	// fallback keeps the Service's default route after routes that do not
+	// catch every request (SMI); Istio answers such requests with 404.
+	fallback bool
+}
+
+// owner is an object that routes hosts, for the conflict rule.
+type owner struct {
+	kind, namespace, name string
+	created               metav1.Time
+}
+
+func (o owner) String() string { return fmt.Sprintf("%s %s/%s", o.kind, o.namespace, o.name) }
+
+// olderThan orders owners by creation time, then namespace/name.
+func (o owner) olderThan(b owner) bool {
+	if !o.created.Equal(&b.created) {
+		return o.created.Before(&b.created)
+	}
+	if o.namespace != b.namespace {
+		return o.namespace < b.namespace
+	}
+	return o.name < b.name
+}
+
+// hostPolicies joins the SMI and Istio routes of every host. A host that
+// both a TrafficSplit and a VirtualService route goes to the oldest object
+// of the two (creation time, then namespace/name); the conflict is reported
+// on every object involved as Conflicted=True, and a loser left with no
+// host is Accepted=False.
+func hostPolicies(objs Objects, split smi.Result, mesh istio.Result, st []status.Object) map[string]hostPolicy {
+	ages := ownerAges(objs)
+	out := map[string]hostPolicy{}
+	notes := map[owner][]string{}
+	routed, lost := map[owner]int{}, map[owner]int{}
+	for host, routes := range split.Routes {
+		out[host] = hostPolicy{routes: routes, standby: split.Standby[host], fallback: true}
+		for _, o := range ownersOf(routes, ages) {
+			routed[o]++
+		}
+	}
+	for host, routes := range mesh.Routes {
+		vsOwner := ownersOf(routes, ages)
+		for _, o := range vsOwner {
+			routed[o]++
+		}
+		smiRoutes, both := split.Routes[host]
+		if !both {
+			out[host] = hostPolicy{routes: routes, standby: mesh.Standby[host]}
+			continue
+		}
+		splits := ownersOf(smiRoutes, ages)
+		winners, losers := splits, vsOwner
+		if vsOwner[0].olderThan(splits[0]) {
+			winners, losers = vsOwner, splits
+			out[host] = hostPolicy{routes: routes, standby: mesh.Standby[host]}
+		}
+		for _, w := range winners {
+			notes[w] = append(notes[w], fmt.Sprintf("host %s is also routed by %s: this object is older and wins", host, list(losers)))
+		}
+		for _, l := range losers {
+			lost[l]++
+			notes[l] = append(notes[l], fmt.Sprintf("host %s is also routed by %s, which is older: this object is ignored there", host, list(winners)))
+		}
+	}
+	reportConflicts(objs, st, notes, routed, lost)
+	return out
+}
+
+// reportConflicts writes the Conflicted conditions. A loser that routes
+// no host any more (and, for a VirtualService, no gateway) is also
+// Accepted=False.
+func reportConflicts(objs Objects, st []status.Object, notes map[owner][]string, routed, lost map[owner]int) {
+	meshOnly := meshOnlyServices(objs)
+	for o, msgs := range notes {
+		s := findStatus(st, o)
+		if s == nil {
+			continue
+		}
+		sort.Strings(msgs)
+		msg := strings.Join(msgs, "; ")
+		s.Set(status.Condition{Type: istio.Conflicted, Status: status.True, Reason: istio.ReasonConflicted, Message: msg})
+		gateways := o.kind == istioapi.VirtualServiceKind && !meshOnly[o.namespace+"/"+o.name]
+		if lost[o] == routed[o] && !gateways {
+			s.Set(status.Condition{Type: status.Accepted, Status: status.False, Reason: istio.ReasonConflicted, Message: msg})
+		}
+	}
+}
+
+// meshOnlyServices lists VirtualServices that do not name a gateway.
+func meshOnlyServices(objs Objects) map[string]bool {
+	out := map[string]bool{}
+	for _, vs := range objs.VirtualServices() {
+		only := true
+		for _, g := range vs.Spec.Gateways {
+			only = only && g == "mesh"
+		}
+		out[vs.Namespace+"/"+vs.Name] = only
+	}
+	return out
+}
+
+func findStatus(st []status.Object, o owner) *status.Object {
+	for i := range st {
+		if st[i].Kind == o.kind && st[i].Namespace == o.namespace && st[i].Name == o.name {
+			return &st[i]
+		}
+	}
+	return nil
+}
+
+// ownerAges maps "Kind/namespace/name" to the object's owner record.
+func ownerAges(objs Objects) map[string]owner {
+	out := map[string]owner{}
+	for _, ts := range objs.TrafficSplits() {
+		o := owner{smiapi.TrafficSplitKind, ts.Namespace, ts.Name, ts.CreationTimestamp}
+		out[o.kind+"/"+o.namespace+"/"+o.name] = o
+	}
+	for _, vs := range objs.VirtualServices() {
+		o := owner{istioapi.VirtualServiceKind, vs.Namespace, vs.Name, vs.CreationTimestamp}
+		out[o.kind+"/"+o.namespace+"/"+o.name] = o
+	}
+	return out
+}
+
+// ownersOf returns the objects whose routes these are, oldest first. Route
+// names start with "Kind/namespace/name/".
+func ownersOf(routes []ir.Route, ages map[string]owner) []owner {
+	seen := map[string]bool{}
+	var out []owner
+	for _, r := range routes {
+		parts := strings.SplitN(r.Name, "/", 4)
+		if len(parts) < 3 {
+			continue
+		}
+		key := strings.Join(parts[:3], "/")
+		if o, ok := ages[key]; ok && !seen[key] {
+			seen[key] = true
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].olderThan(out[j]) })
+	return out
+}
+
+func list(os []owner) string {
+	names := make([]string, len(os))
+	for i, o := range os {
+		names[i] = o.String()
+	}
+	return strings.Join(names, ", ")
+}
