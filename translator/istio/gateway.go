@@ -40,7 +40,7 @@ func (t *translation) gatewayServers(secrets kube.SecretObjects, gws []*istioapi
 			continue
 		}
 		t.gatewayKeys[key] = true
-		problems := map[string]bool{}
+		problems := map[string]string{}
 		for i := range servers {
 			s := &servers[i]
 			if s.TLS != nil {
@@ -50,7 +50,7 @@ func (t *translation) gatewayServers(secrets kube.SecretObjects, gws []*istioapi
 		}
 		res.servers = append(res.servers, servers...)
 		st.Set(status.Condition{Type: status.Accepted, Status: status.True, Reason: ReasonAccepted, Message: fmt.Sprintf("%d server(s)", len(servers))})
-		setList(&st, status.ResolvedRefs, ReasonResolvedRefs, "all references resolved", ReasonInvalidSecret, problems)
+		setRefs(&st, problems)
 		res.status = append(res.status, st)
 	}
 	for _, name := range sortedKeys(byName) {
@@ -62,11 +62,11 @@ func (t *translation) gatewayServers(secrets kube.SecretObjects, gws []*istioapi
 
 // serverSecret reads the certificate of server i; a bad one is a problem,
 // and the server keeps naming it so that proxies keep the last good one.
-func (t *translation) serverSecret(secrets kube.SecretObjects, gw *istioapi.Gateway, i int, s *ir.Server, out map[string]ir.Secret, problems map[string]bool) {
+func (t *translation) serverSecret(secrets kube.SecretObjects, gw *istioapi.Gateway, i int, s *ir.Server, out map[string]ir.Secret, problems map[string]string) {
 	name := gw.Spec.Servers[i].TLS.CredentialName
 	sec, err := kube.TLSSecret(secrets, gw.Namespace, name)
 	if err != nil {
-		problems[fmt.Sprintf("spec.servers[%d].tls.credentialName: %v", i, err)] = true
+		problems[fmt.Sprintf("spec.servers[%d].tls.credentialName: %v", i, err)] = ReasonInvalidSecret
 		return
 	}
 	out[sec.Name] = sec

@@ -37,9 +37,10 @@ type vsPlan struct {
 	meshHosts []meshHost
 
 	// Found while routes are made.
-	routed      int             // mesh hosts routed
-	attached    map[string]bool // gateway keys it is attached to
-	refProblems map[string]bool
+	routed   int             // mesh hosts routed
+	attached map[string]bool // gateway keys it is attached to
+	// refProblems maps a message about a reference to its reason.
+	refProblems map[string]string
 	notReady    map[string]bool
 	noHash      bool
 	conflicts   map[string]bool
@@ -62,7 +63,7 @@ func gatewayKey(ref, namespace string) string {
 // name. A mistake rejects the whole object.
 func (t *translation) planVirtualService(vs *istioapi.VirtualService) *vsPlan {
 	p := &vsPlan{vs: vs, status: objectStatus("", istioapi.VirtualServiceKind, vs.Namespace, vs.Name, vs.Generation),
-		attached: map[string]bool{}, refProblems: map[string]bool{}, notReady: map[string]bool{}, conflicts: map[string]bool{}}
+		attached: map[string]bool{}, refProblems: map[string]string{}, notReady: map[string]bool{}, conflicts: map[string]bool{}}
 	steps := []func(*vsPlan) *invalid{t.readHeader, t.readHTTP, t.checkServices}
 	for _, step := range steps {
 		if err := step(p); err != nil {
@@ -154,7 +155,7 @@ func (t *translation) findMeshHosts(p *vsPlan) {
 		ns, name, ok := serviceOf(h, p.vs.Namespace)
 		svc := t.services.Service(ns, name)
 		if !ok || svc == nil {
-			p.refProblems[fmt.Sprintf("spec.hosts[%d]: %q is not a Service in the cluster, so the mesh does not route it", i, h)] = true
+			p.refProblems[fmt.Sprintf("spec.hosts[%d]: %q is not a Service in the cluster, so the mesh does not route it", i, h)] = ReasonHostNotFound
 			continue
 		}
 		for _, sp := range svc.Spec.Ports {
@@ -286,7 +287,7 @@ func (t *translation) resolveDest(p *vsPlan, d dest, c context) (resolved, bool)
 	svc := t.services.Service(ns, name)
 	port, ok := destPort(svc.Spec.Ports, d.port, c.port)
 	if !ok {
-		p.refProblems[fmt.Sprintf("%s.port: Service %s/%s has several ports and no port %d; set port.number", d.field, ns, name, c.port)] = true
+		p.refProblems[fmt.Sprintf("%s.port: Service %s/%s has several ports and no port %d; set port.number", d.field, ns, name, c.port)] = ReasonPortNotFound
 		return resolved{}, false
 	}
 	rd := resolved{cluster: kube.ClusterName(ns, name, port), namespace: ns, service: name, version: name}
@@ -310,7 +311,7 @@ func (t *translation) missingSubset(p *vsPlan, d dest, ns, name string, port uin
 	if r := t.rules[ns+"/"+name]; r != nil {
 		why = fmt.Sprintf("DestinationRule %s/%s defines no subset %q", r.dr.Namespace, r.dr.Name, d.subset)
 	}
-	p.refProblems[fmt.Sprintf("%s.subset: %s; requests to it fail with 503", d.field, why)] = true
+	p.refProblems[fmt.Sprintf("%s.subset: %s; requests to it fail with 503", d.field, why)] = ReasonSubsetNotFound
 	base := t.services.Clusters[kube.ClusterName(ns, name, port)]
 	c := ir.Cluster{Name: cluster, Service: name, Namespace: ns, Port: port}
 	if base != nil {
@@ -349,11 +350,11 @@ func (p *vsPlan) finish(t *translation) {
 	}
 	for _, g := range p.gateways {
 		if !t.gatewayKeys[g] {
-			p.refProblems[fmt.Sprintf("spec.gateways: Gateway %s does not exist; the rules apply to it once it does", g)] = true
+			p.refProblems[fmt.Sprintf("spec.gateways: Gateway %s does not exist; the rules apply to it once it does", g)] = ReasonGatewayNotFound
 		}
 	}
 	p.setAccepted()
-	setList(&p.status, status.ResolvedRefs, ReasonResolvedRefs, "all references resolved", reasonUnresolved(p.refProblems), p.refProblems)
+	setRefs(&p.status, p.refProblems)
 	if len(p.notReady) > 0 {
 		p.status.Set(status.Condition{Type: BackendsReady, Status: status.False, Reason: ReasonNoReadyEndpoints,
 			Message: fmt.Sprintf("no ready endpoints for %s: their share of requests fails with 503", strings.Join(sortedKeys(p.notReady), ", "))})
@@ -398,30 +399,13 @@ func (p *vsPlan) setSticky() {
 		Message: "the consistent hash of the destinations' DestinationRules picks the version"})
 }
 
-// reasonUnresolved picks the reason of a ResolvedRefs=False condition from
-// its problems.
-func reasonUnresolved(problems map[string]bool) string {
-	for _, k := range sortedKeys(problems) {
-		switch {
-		case strings.Contains(k, ".subset:"):
-			return ReasonSubsetNotFound
-		case strings.HasPrefix(k, "spec.gateways"):
-			return ReasonGatewayNotFound
-		case strings.Contains(k, ".port:"):
-			return ReasonPortNotFound
-		case strings.HasPrefix(k, "spec.hosts"):
-			return ReasonHostNotFound
-		}
-	}
-	return ReasonResolvedRefs
-}
-
-// setList sets typ True with okMsg when problems is empty, else False with
-// reason and the problems joined.
-func setList(s *status.Object, typ, okReason, okMsg, reason string, problems map[string]bool) {
+// setRefs sets ResolvedRefs: True without problems, else False with the
+// reason of the first problem (in message order) and every message.
+func setRefs(s *status.Object, problems map[string]string) {
 	if len(problems) == 0 {
-		s.Set(status.Condition{Type: typ, Status: status.True, Reason: okReason, Message: okMsg})
+		s.Set(status.Condition{Type: status.ResolvedRefs, Status: status.True, Reason: ReasonResolvedRefs, Message: "all references resolved"})
 		return
 	}
-	s.Set(status.Condition{Type: typ, Status: status.False, Reason: reason, Message: strings.Join(sortedKeys(problems), "; ")})
+	msgs := sortedKeys(problems)
+	s.Set(status.Condition{Type: status.ResolvedRefs, Status: status.False, Reason: problems[msgs[0]], Message: strings.Join(msgs, "; ")})
 }
