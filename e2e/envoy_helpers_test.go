@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,19 +38,9 @@ const requestTimeout = 5 * time.Second
 // port until the test ends, and returns the port.
 func startBackend(t testing.TB, body string) uint32 {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return serveHTTP(t, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, body) // an error means the client went away
-	}))
-	t.Cleanup(srv.Close)
-	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uint32(p)
+	})
 }
 
 // freePort returns a loopback port that was free a moment ago. Another
@@ -239,7 +228,12 @@ func (s *sidecar) answer(c *http.Client, r request) (string, error) {
 		return "error", err
 	}
 	req.Host = r.Host
-	resp, err := c.Do(req)
+	return readAnswer(c.Do(req))
+}
+
+// readAnswer returns the trimmed body of a 200 answer, else "HTTP <code>"
+// or "error", with the detail.
+func readAnswer(resp *http.Response, err error) (string, error) {
 	if err != nil {
 		return "error", err
 	}
@@ -249,7 +243,7 @@ func (s *sidecar) answer(c *http.Client, r request) (string, error) {
 		return "error", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("%s: %s %q", r, resp.Status, body)
+		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("%s %s: %s %q", resp.Request.Method, resp.Request.URL, resp.Status, body)
 	}
 	return strings.TrimSpace(string(body)), nil
 }
@@ -298,29 +292,17 @@ func (tl tally) String() string {
 // outcomes.
 func (s *sidecar) send(t testing.TB, n int, r request) tally {
 	t.Helper()
-	const workers = 8
-	var next atomic.Int64
-	var mu sync.Mutex
-	tl := tally{n: n, counts: map[string]int{}}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				out, err := s.do(s.client, r)
-				mu.Lock()
-				tl.counts[out]++
-				if err != nil && tl.example == nil {
-					tl.example = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	tl := sendAll(8, n, func() *http.Client { return s.client }, func(c *http.Client) (string, error) { return s.do(c, r) })
 	t.Logf("%s: %v", r, tl)
 	return tl
+}
+
+// sendAll calls do n times from workers goroutines, each with a client
+// from client, and counts the outcomes.
+func sendAll(workers, n int, client func() *http.Client, do func(*http.Client) (string, error)) tally {
+	l := startLoadWith(workers, int64(n), client, do)
+	l.wg.Wait()
+	return l.finish()
 }
 
 // expectOnly fails unless every one of n requests r was answered by version.

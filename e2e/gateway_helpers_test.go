@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -112,19 +111,11 @@ func (g *gateway) httpsClient(roots *x509.CertPool, conns int) *http.Client {
 // doHTTPS sends GET https://host/path through c and returns "v1" or "v2"
 // for a 200 from that backend, else "HTTP <code>", "bad body" or "error".
 func doHTTPS(c *http.Client, host, path string) (string, error) {
-	resp, err := c.Get("https://" + host + path)
+	body, err := readAnswer(c.Get("https://" + host + path))
 	if err != nil {
-		return "error", err
+		return body, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "error", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("https://%s%s: %s", host, path, resp.Status)
-	}
-	switch strings.TrimSpace(string(body)) {
+	switch body {
 	case "Hi, I am v1!":
 		return "v1", nil
 	case "Hi, I am v2!":

@@ -80,10 +80,8 @@ func TestGatewayIstioTLS(t *testing.T) {
 		if serial, err := gw.servedCertificate(first.roots, host); err != nil || serial.Cmp(first.serial) != 0 {
 			t.Fatalf("served certificate %v (%v), want serial %v", serial, err, first.serial)
 		}
-		l := startLoadWith(8, 2000, func() *http.Client { return gw.httpsClient(first.roots, 1) },
+		tl := sendAll(8, 2000, func() *http.Client { return gw.httpsClient(first.roots, 1) },
 			func(c *http.Client) (string, error) { return doHTTPS(c, host, "/") })
-		l.wg.Wait()
-		tl := l.finish()
 		t.Logf("https: %v", tl)
 		if tl.counts["v1"]+tl.counts["v2"] != 2000 {
 			t.Fatalf("want 2000 answers from v1 or v2, got %v", tl)

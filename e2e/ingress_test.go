@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,47 +155,18 @@ func (g *gateway) ingressAnswer(c *http.Client, r ingressRequest) (string, error
 	for k, v := range r.header {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "error", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "error", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("%s: %s %q", r, resp.Status, body)
-	}
-	return strings.TrimSpace(string(body)), nil
+	return readAnswer(c.Do(req))
 }
 
 // ingressSend sends n requests r over 8 keep-alive connections and counts
 // the answers by backend name ("user-v1"), or failure.
 func (g *gateway) ingressSend(t testing.TB, n int, r ingressRequest) tally {
 	t.Helper()
-	const workers = 8
-	var next atomic.Int64
-	var mu sync.Mutex
-	tl := tally{n: n, counts: map[string]int{}}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				out, err := g.ingressAnswer(g.client, r)
-				name, _, _ := strings.Cut(out, " /")
-				mu.Lock()
-				tl.counts[name]++
-				if err != nil && tl.example == nil {
-					tl.example = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	tl := sendAll(8, n, func() *http.Client { return g.client }, func(c *http.Client) (string, error) {
+		out, err := g.ingressAnswer(c, r)
+		name, _, _ := strings.Cut(out, " /")
+		return name, err
+	})
 	t.Logf("%s: %v", r, tl)
 	return tl
 }

@@ -143,19 +143,7 @@ func meshGet(sc *sidecar, c *http.Client, host, path string, header http.Header)
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "error", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "error", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", resp.StatusCode), fmt.Errorf("GET %s%s: %s %q", host, path, resp.Status, body)
-	}
-	return strings.TrimSpace(string(body)), nil
+	return readAnswer(c.Do(req))
 }
 
 // meshSend sends n GETs from workers keep-alive clients; header(i) gives
@@ -163,15 +151,13 @@ func meshGet(sc *sidecar, c *http.Client, host, path string, header http.Header)
 func meshSend(t testing.TB, sc *sidecar, workers, n int, host, path string, header func(i int) http.Header) tally {
 	t.Helper()
 	var next atomic.Int64
-	l := startLoadWith(workers, int64(n), func() *http.Client { return newClient(1) }, func(c *http.Client) (string, error) {
+	tl := sendAll(workers, n, func() *http.Client { return newClient(1) }, func(c *http.Client) (string, error) {
 		var h http.Header
 		if header != nil {
 			h = header(int(next.Add(1)) - 1)
 		}
 		return meshGet(sc, c, host, path, h)
 	})
-	l.wg.Wait()
-	tl := l.finish()
 	t.Logf("GET %s%s: %v", host, path, tl)
 	return tl
 }

@@ -476,14 +476,12 @@ func meshSendUsers(t *testing.T, sc *sidecar, host string, record func(user int,
 	t.Helper()
 	var next atomic.Int64
 	n := stickyUsers * stickyPerUser
-	l := startLoadWith(8, int64(n), func() *http.Client { return newClient(1) }, func(c *http.Client) (string, error) {
+	tl := sendAll(8, n, func() *http.Client { return newClient(1) }, func(c *http.Client) (string, error) {
 		user := int(next.Add(1)-1) % stickyUsers
 		got, err := meshGet(sc, c, host, "/", http.Header{"X-User": {fmt.Sprintf("user-%d", user)}})
 		record(user, got)
 		return got, err
 	})
-	l.wg.Wait()
-	tl := l.finish()
 	t.Logf("GET %s as %d users: %v", host, stickyUsers, tl)
 	return tl
 }

@@ -370,9 +370,8 @@ func startKubeSidecar(t testing.TB, w *weirProc, namespace string) (*sidecar, ma
 // the answers.
 func kubeSend(t testing.TB, s *sidecar, n int, r request) tally {
 	t.Helper()
-	l := kubeStartLoad(s, 8, r, int64(n))
-	l.wg.Wait()
-	tl := l.finish()
+	tl := sendAll(8, n, func() *http.Client { return newClient(1) },
+		func(c *http.Client) (string, error) { return s.answer(c, r) })
 	t.Logf("%s: %v", r, tl)
 	return tl
 }
@@ -380,25 +379,8 @@ func kubeSend(t testing.TB, s *sidecar, n int, r request) tally {
 // kubeStartLoad sends r from workers goroutines, each with its own
 // keep-alive connection, until stopped or limit requests were sent.
 func kubeStartLoad(s *sidecar, workers int, r request, limit int64) *load {
-	l := &load{counts: map[string]int{}}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			c := newClient(1)
-			defer c.CloseIdleConnections()
-			for !l.stop.Load() && l.total.Add(1) <= limit {
-				out, err := s.answer(c, r)
-				l.mu.Lock()
-				l.counts[out]++
-				if err != nil && l.example == nil {
-					l.example = err
-				}
-				l.mu.Unlock()
-			}
-		}()
-	}
-	return l
+	return startLoadWith(workers, limit, func() *http.Client { return newClient(1) },
+		func(c *http.Client) (string, error) { return s.answer(c, r) })
 }
 
 // failed is how many of tl's requests were not answered by one of names.
