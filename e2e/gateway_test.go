@@ -11,6 +11,7 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/weir-mesh/weir/translator/kube/testcert"
 	"github.com/weir-mesh/weir/translator/status"
 )
 
@@ -56,16 +57,16 @@ spec:
 func TestGatewayIstioTLS(t *testing.T) {
 	const host = "canary.example.test"
 	dir := t.TempDir()
-	first := selfSignedCert(t, host)
+	first := testcert.New(t, host)
 	writeFile(t, filepath.Join(dir, "backends.yaml"), versionBackends(t, "edge", "web"))
-	writeFile(t, filepath.Join(dir, "secret.yaml"), tlsSecret("edge", "canary-cert", first))
+	writeFile(t, filepath.Join(dir, "secret.yaml"), first.Secret("edge", "canary-cert"))
 	writeFile(t, filepath.Join(dir, "edge.yaml"), istioEdge(80, 20))
 	weir := startWeir(t, dir)
 	gw := startGateway(t, weir, map[string]string{"istio": "ingressgateway"})
 	ackedVersions(t, weir.XDS(), gw.nodeID, nil, gatewayTypes...)
 
 	t.Run("plain HTTP redirects to https", func(t *testing.T) {
-		c := gw.httpsClient(first.roots, 1)
+		c := gw.httpsClient(first.Roots, 1)
 		resp, err := c.Get("http://" + host + "/user?id=7")
 		if err != nil {
 			t.Fatal(err)
@@ -77,10 +78,10 @@ func TestGatewayIstioTLS(t *testing.T) {
 	})
 
 	t.Run("TLS verifies and splits 80/20", func(t *testing.T) {
-		if serial, err := gw.servedCertificate(first.roots, host); err != nil || serial.Cmp(first.serial) != 0 {
-			t.Fatalf("served certificate %v (%v), want serial %v", serial, err, first.serial)
+		if serial, err := gw.servedCertificate(first.Roots, host); err != nil || serial.Cmp(first.Serial) != 0 {
+			t.Fatalf("served certificate %v (%v), want serial %v", serial, err, first.Serial)
 		}
-		tl := sendAll(8, 2000, func() *http.Client { return gw.httpsClient(first.roots, 1) },
+		tl := sendAll(8, 2000, func() *http.Client { return gw.httpsClient(first.Roots, 1) },
 			func(c *http.Client) (string, error) { return doHTTPS(c, host, "/") })
 		t.Logf("https: %v", tl)
 		if tl.counts["v1"]+tl.counts["v2"] != 2000 {
@@ -89,9 +90,9 @@ func TestGatewayIstioTLS(t *testing.T) {
 		checkShare(t, "https answered by v2", tl.counts["v2"], 2000, 0.2)
 	})
 
-	second := selfSignedCert(t, host)
-	roots := first.roots.Clone()
-	roots.AppendCertsFromPEM(second.certPEM)
+	second := testcert.New(t, host)
+	roots := first.Roots.Clone()
+	roots.AppendCertsFromPEM(second.CertPEM)
 
 	t.Run("rotation reaches Envoy with no failed request", func(t *testing.T) {
 		// Half the workers keep their connection, half make a new TLS
@@ -111,13 +112,13 @@ func TestGatewayIstioTLS(t *testing.T) {
 			return nil
 		})
 		rotated := time.Now()
-		writeFile(t, filepath.Join(dir, "secret.yaml"), tlsSecret("edge", "canary-cert", second))
+		writeFile(t, filepath.Join(dir, "secret.yaml"), second.Secret("edge", "canary-cert"))
 		waitFor(t, 5*time.Second, "the rotated certificate to be served", func() error {
 			serial, err := gw.servedCertificate(roots, host)
 			if err != nil {
 				return err
 			}
-			if serial.Cmp(second.serial) != 0 {
+			if serial.Cmp(second.Serial) != 0 {
 				return errNotYet
 			}
 			return nil
@@ -133,7 +134,7 @@ func TestGatewayIstioTLS(t *testing.T) {
 	})
 
 	t.Run("a broken Secret is reported and the last good certificate stays", func(t *testing.T) {
-		writeFile(t, filepath.Join(dir, "secret.yaml"), strings.Replace(tlsSecret("edge", "canary-cert", second), "tls.key: ", "tls.key: AAAA", 1))
+		writeFile(t, filepath.Join(dir, "secret.yaml"), strings.Replace(second.Secret("edge", "canary-cert"), "tls.key: ", "tls.key: AAAA", 1))
 		ws := waitStatus(t, weir, "the Gateway to report the broken Secret", func(ws weirStatus) error {
 			for _, o := range ws.Status {
 				if o.Kind != "Gateway" || o.Name != "public" {
@@ -151,14 +152,14 @@ func TestGatewayIstioTLS(t *testing.T) {
 			if o.Kind == "Gateway" {
 				t.Logf("Gateway status: %+v", o.Conditions)
 				for _, c := range o.Conditions {
-					if strings.Contains(c.Message, "PRIVATE KEY") || strings.Contains(c.Message, string(second.keyPEM[30:60])) {
+					if strings.Contains(c.Message, "PRIVATE KEY") || strings.Contains(c.Message, string(second.KeyPEM[30:60])) {
 						t.Errorf("condition shows key material: %q", c.Message)
 					}
 				}
 			}
 		}
-		if serial, err := gw.servedCertificate(roots, host); err != nil || serial.Cmp(second.serial) != 0 {
-			t.Errorf("served certificate %v (%v), want the last good one %v", serial, err, second.serial)
+		if serial, err := gw.servedCertificate(roots, host); err != nil || serial.Cmp(second.Serial) != 0 {
+			t.Errorf("served certificate %v (%v), want the last good one %v", serial, err, second.Serial)
 		}
 		c := gw.httpsClient(roots, 1)
 		if out, err := doHTTPS(c, host, "/"); err != nil {

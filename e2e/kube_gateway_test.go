@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/weir-mesh/weir/translator/kube/testcert"
 )
 
 // kubeIngress is Service shop/web (Pods app=web) behind an Ingress of class
@@ -58,8 +60,8 @@ func TestKubeIngressTLS(t *testing.T) {
 	const host = "shop.example.test"
 	k := kubeSetup(t)
 	k.Apply(t, kubeIngress)
-	first := selfSignedCert(t, host)
-	k.Apply(t, tlsSecret("shop", "web-cert", first))
+	first := testcert.New(t, host)
+	k.Apply(t, first.Secret("shop", "web-cert"))
 	port := int(freePort(t))
 	startPod(t, k, "shop", "web-1", map[string]string{"app": "web"}, port, "Hi, I am v1!", true)
 
@@ -74,25 +76,25 @@ func TestKubeIngressTLS(t *testing.T) {
 		return nil
 	})
 
-	c := g.httpsClient(first.roots, 1)
+	c := g.httpsClient(first.Roots, 1)
 	if out, err := doHTTPS(c, host, "/"); out != "v1" {
 		t.Fatalf("https://%s/: %s %v", host, out, err)
 	}
 
-	second := selfSignedCert(t, host)
-	roots := first.roots.Clone()
-	roots.AppendCertsFromPEM(second.certPEM)
+	second := testcert.New(t, host)
+	roots := first.Roots.Clone()
+	roots.AppendCertsFromPEM(second.CertPEM)
 	do := func(c *http.Client) (string, error) { return doHTTPS(c, host, "/") }
 	l := startLoadWith(4, 1_000_000, func() *http.Client { return g.httpsClient(roots, 1) }, do)
 	defer l.finish()
 	rotated := time.Now()
-	k.Apply(t, tlsSecret("shop", "web-cert", second))
+	k.Apply(t, second.Secret("shop", "web-cert"))
 	waitFor(t, 5*time.Second, "the rotated certificate to be served", func() error {
 		serial, err := g.servedCertificate(roots, host)
 		if err != nil {
 			return err
 		}
-		if serial.Cmp(second.serial) != 0 {
+		if serial.Cmp(second.Serial) != 0 {
 			return errNotYet
 		}
 		return nil

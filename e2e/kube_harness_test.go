@@ -50,6 +50,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/weir-mesh/weir/translator/kube/testcert"
 )
 
 // The harness's fixed names.
@@ -205,8 +207,8 @@ func (k *kubeEnv) writeKubeconfig(t testing.TB, path, user, token string) {
 // certificate as the clients' CA.
 func (k *kubeEnv) writeCredentials(t testing.TB, adminToken, weirToken string) {
 	t.Helper()
-	serving := selfSignedCert(t, "localhost", "127.0.0.1")
-	certPEM, keyPEM := serving.certPEM, serving.keyPEM
+	serving := testcert.New(t, "localhost", "127.0.0.1")
+	certPEM, keyPEM := serving.CertPEM, serving.KeyPEM
 	k.caPEM = certPEM
 	_, saKeyPEM, saPubPEM := ecdsaKeyPEM(t)
 	tokens := fmt.Sprintf("%s,e2e-admin,e2e-admin,\"system:masters,system:authenticated\"\n"+

@@ -1,22 +1,13 @@
 package ingressnginx
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
-	"fmt"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/weir-mesh/weir/translator/ir"
+	"github.com/weir-mesh/weir/translator/kube/testcert"
 	"github.com/weir-mesh/weir/translator/status"
 )
 
@@ -24,32 +15,7 @@ import (
 // fresh self-signed certificate for hosts.
 func tlsSecret(t *testing.T, name string, hosts ...string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		DNSNames:     hosts,
-		NotBefore:    time.Unix(0, 0),
-		NotAfter:     time.Unix(0, 0).Add(100 * 365 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	return fmt.Sprintf(`apiVersion: v1
-kind: Secret
-type: kubernetes.io/tls
-metadata: {name: %s, namespace: default}
-data: {tls.crt: %s, tls.key: %s}`, name, base64.StdEncoding.EncodeToString(cert), base64.StdEncoding.EncodeToString(keyPEM))
+	return testcert.New(t, hosts...).Secret("default", name)
 }
 
 func TestTLSServers(t *testing.T) {
