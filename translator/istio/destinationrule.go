@@ -2,6 +2,8 @@ package istio
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -120,7 +122,7 @@ func (t *translation) ruleClusters(r *rule) {
 			c.Policy = r.top.cluster()
 			t.clusters[c.Name] = &c
 		}
-		for _, name := range sortedKeys(r.subsets) {
+		for _, name := range slices.Sorted(maps.Keys(r.subsets)) {
 			s := r.subsets[name]
 			c := *base
 			c.Name = subsetClusterName(r.svc.Namespace, r.svc.Name, port, name)

@@ -2,6 +2,8 @@ package istio
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -53,7 +55,7 @@ func (t *translation) gatewayServers(secrets kube.SecretObjects, gws []*istioapi
 		setRefs(&st, problems)
 		res.status = append(res.status, st)
 	}
-	for _, name := range sortedKeys(byName) {
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		res.secrets = append(res.secrets, byName[name])
 	}
 	sort.Slice(res.servers, func(i, j int) bool { return res.servers[i].Name < res.servers[j].Name })
@@ -111,7 +113,7 @@ func translateServer(field string, gw *istioapi.Gateway, s istioapi.Server) (ir.
 	for _, h := range hosts {
 		srv.Hostnames = append(srv.Hostnames, h.host)
 	}
-	srv.Hostnames = uniqueSorted(srv.Hostnames)
+	srv.Hostnames = slices.Compact(slices.Sorted(slices.Values(srv.Hostnames)))
 	if s.TLS == nil {
 		if proto == "HTTPS" {
 			return srv, fieldError(ReasonInvalidField, field+".tls", "an HTTPS server needs tls")
@@ -187,7 +189,7 @@ func (t *translation) virtualHosts(plans []*vsPlan, gwKey string, s istioapi.Ser
 		p.attached[gwKey] = true
 		out = append(out, ir.VirtualHost{
 			Name:    fmt.Sprintf("%s/%s/%s", istioapi.VirtualServiceKind, p.vs.Namespace, p.vs.Name),
-			Domains: uniqueSorted(domains),
+			Domains: slices.Compact(slices.Sorted(slices.Values(domains))),
 			Routes:  routes,
 		})
 	}
@@ -252,15 +254,4 @@ func covers(pattern, host string) bool {
 		return true
 	}
 	return strings.HasPrefix(pattern, "*.") && strings.HasSuffix(host, pattern[1:]) && len(host) > len(pattern)-1
-}
-
-func uniqueSorted(in []string) []string {
-	sort.Strings(in)
-	out := in[:0]
-	for _, s := range in {
-		if len(out) == 0 || out[len(out)-1] != s {
-			out = append(out, s)
-		}
-	}
-	return out
 }

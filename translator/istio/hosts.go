@@ -93,13 +93,3 @@ func older(a, b aged) bool {
 	}
 	return a.GetName() < b.GetName()
 }
-
-// sortedKeys returns the keys of m in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}

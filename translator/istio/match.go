@@ -2,6 +2,8 @@ package istio
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -141,7 +143,7 @@ func headerMatch(name, kind, value string, invert bool) ir.HeaderMatch {
 // headerMatches appends a match per header, sorted by name; an empty
 // StringMatch means "present" (or, inverted, "absent").
 func headerMatches(field string, in map[string]istioapi.StringMatch, invert bool, out []ir.HeaderMatch) ([]ir.HeaderMatch, *invalid) {
-	for _, name := range sortedKeys(in) {
+	for _, name := range slices.Sorted(maps.Keys(in)) {
 		sm := in[name]
 		kind, v, err := stringMatch(fmt.Sprintf("%s[%s]", field, name), &sm)
 		if err != nil {
@@ -157,7 +159,7 @@ func headerMatches(field string, in map[string]istioapi.StringMatch, invert bool
 
 func queryMatches(field string, in map[string]istioapi.StringMatch) ([]ir.QueryMatch, *invalid) {
 	var out []ir.QueryMatch
-	for _, name := range sortedKeys(in) {
+	for _, name := range slices.Sorted(maps.Keys(in)) {
 		sm := in[name]
 		f := fmt.Sprintf("%s[%s]", field, name)
 		kind, v, err := stringMatch(f, &sm)

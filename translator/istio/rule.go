@@ -3,6 +3,8 @@ package istio
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -425,13 +427,13 @@ func addOps(field string, ops *istioapi.HeaderOperations, out *ir.HeaderMods) *i
 	if ops == nil {
 		return nil
 	}
-	for _, name := range sortedKeys(ops.Set) {
+	for _, name := range slices.Sorted(maps.Keys(ops.Set)) {
 		if err := headerName(field+".set", name); err != nil {
 			return err
 		}
 		out.Set = append(out.Set, ir.Header{Name: lower(name), Value: ops.Set[name]})
 	}
-	for _, name := range sortedKeys(ops.Add) {
+	for _, name := range slices.Sorted(maps.Keys(ops.Add)) {
 		if err := headerName(field+".add", name); err != nil {
 			return err
 		}

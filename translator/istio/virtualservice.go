@@ -2,6 +2,8 @@ package istio
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -225,7 +227,7 @@ func (t *translation) instantiate(p *vsPlan, c context) ([]ir.Route, []string) {
 			routes = append(routes, route)
 		}
 	}
-	return routes, sortedKeys(standby)
+	return routes, slices.Sorted(maps.Keys(standby))
 }
 
 func routeName(vs *istioapi.VirtualService, rule, match, matches int) string {
@@ -357,12 +359,12 @@ func (p *vsPlan) finish(t *translation) {
 	setRefs(&p.status, p.refProblems)
 	if len(p.notReady) > 0 {
 		p.status.Set(status.Condition{Type: BackendsReady, Status: status.False, Reason: ReasonNoReadyEndpoints,
-			Message: fmt.Sprintf("no ready endpoints for %s: their share of requests fails with 503", strings.Join(sortedKeys(p.notReady), ", "))})
+			Message: fmt.Sprintf("no ready endpoints for %s: their share of requests fails with 503", strings.Join(slices.Sorted(maps.Keys(p.notReady)), ", "))})
 	} else {
 		p.status.Set(status.Condition{Type: BackendsReady, Status: status.True, Reason: ReasonAccepted, Message: "every destination has ready endpoints"})
 	}
 	if len(p.conflicts) > 0 {
-		p.status.Set(status.Condition{Type: Conflicted, Status: status.True, Reason: ReasonConflicted, Message: strings.Join(sortedKeys(p.conflicts), "; ")})
+		p.status.Set(status.Condition{Type: Conflicted, Status: status.True, Reason: ReasonConflicted, Message: strings.Join(slices.Sorted(maps.Keys(p.conflicts)), "; ")})
 	}
 	p.setSticky()
 }
@@ -370,7 +372,7 @@ func (p *vsPlan) finish(t *translation) {
 func (p *vsPlan) setAccepted() {
 	if p.lostHosts > 0 && p.routed == 0 && len(p.gateways) == 0 {
 		p.status.Set(status.Condition{Type: status.Accepted, Status: status.False, Reason: ReasonConflicted,
-			Message: "spec.hosts: every host is routed by an older VirtualService: " + strings.Join(sortedKeys(p.conflicts), "; ")})
+			Message: "spec.hosts: every host is routed by an older VirtualService: " + strings.Join(slices.Sorted(maps.Keys(p.conflicts)), "; ")})
 		return
 	}
 	var parts []string
@@ -406,6 +408,6 @@ func setRefs(s *status.Object, problems map[string]string) {
 		s.Set(status.Condition{Type: status.ResolvedRefs, Status: status.True, Reason: ReasonResolvedRefs, Message: "all references resolved"})
 		return
 	}
-	msgs := sortedKeys(problems)
+	msgs := slices.Sorted(maps.Keys(problems))
 	s.Set(status.Condition{Type: status.ResolvedRefs, Status: status.False, Reason: problems[msgs[0]], Message: strings.Join(msgs, "; ")})
 }

@@ -10,6 +10,7 @@ package smi
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -84,7 +85,7 @@ func Translate(objs Objects, services *kube.Index) Result {
 		res.Routes[host] = orderRoutes(routes)
 	}
 	for host, clusters := range res.Standby {
-		res.Standby[host] = sortedUnique(clusters)
+		res.Standby[host] = slices.Compact(slices.Sorted(slices.Values(clusters)))
 	}
 	return res
 }
@@ -182,15 +183,4 @@ func matchKey(ms []ir.Match) string {
 	}
 	sort.Strings(keys)
 	return strings.Join(keys, "|")
-}
-
-func sortedUnique(in []string) []string {
-	sort.Strings(in)
-	out := in[:0]
-	for _, s := range in {
-		if len(out) == 0 || out[len(out)-1] != s {
-			out = append(out, s)
-		}
-	}
-	return out
 }

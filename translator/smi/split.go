@@ -2,7 +2,8 @@ package smi
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -176,7 +177,7 @@ func (p *splitPlan) accept(services *kube.Index) {
 	p.status.Set(status.Condition{Type: status.ResolvedRefs, Status: status.True, Reason: ReasonResolvedRefs, Message: "all references resolved"})
 	var empty []string
 	seen := map[string]bool{}
-	for _, host := range sortedKeys(p.hostBackends) {
+	for _, host := range slices.Sorted(maps.Keys(p.hostBackends)) {
 		for _, b := range p.hostBackends[host] {
 			if c := services.Clusters[b.Cluster]; c != nil && len(c.Endpoints) == 0 && !seen[b.Cluster] {
 				seen[b.Cluster] = true
@@ -209,13 +210,4 @@ func (p *splitPlan) routes() map[string][]ir.Route {
 
 func (p *splitPlan) routeName(i int) string {
 	return fmt.Sprintf("%s/%s/%s/%d", smiapi.TrafficSplitKind, p.ts.Namespace, p.ts.Name, i)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
