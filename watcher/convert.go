@@ -28,6 +28,13 @@ func tlsSecretOnly(o metav1.Object) (metav1.Object, error) {
 	return s, nil
 }
 
+// clusterScoped clears the namespace a file's object got by default: the
+// kind has none (GatewayClass).
+func clusterScoped(o metav1.Object) (metav1.Object, error) {
+	o.SetNamespace("")
+	return o, nil
+}
+
 // legacyIngress converts an extensions/v1beta1 (or networking.k8s.io/v1beta1)
 // Ingress to networking.k8s.io/v1, the shape weir stores.
 func legacyIngress(o metav1.Object) (metav1.Object, error) {

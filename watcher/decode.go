@@ -18,6 +18,7 @@ import (
 	extensionsv1beta1 "k8s.io/api/extensions/v1beta1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weir-mesh/weir/api/istio"
@@ -80,6 +81,13 @@ func buildKnownKinds() map[string]kindInfo {
 		m[istio.Group+"/"+v+" "+istio.VirtualServiceKind] = kindInfo{KindVirtualService, func() metav1.Object { return &istio.VirtualService{} }, nil}
 		m[istio.Group+"/"+v+" "+istio.DestinationRuleKind] = kindInfo{KindDestinationRule, func() metav1.Object { return &istio.DestinationRule{} }, nil}
 		m[istio.Group+"/"+v+" "+istio.GatewayKind] = kindInfo{KindIstioGateway, func() metav1.Object { return &istio.Gateway{} }, nil}
+	}
+	for _, v := range []string{"v1", "v1beta1"} {
+		av := gwapiv1.GroupName + "/" + v + " "
+		m[av+"GatewayClass"] = kindInfo{KindGatewayClass, func() metav1.Object { return &gwapiv1.GatewayClass{} }, clusterScoped}
+		m[av+"Gateway"] = kindInfo{KindGateway, func() metav1.Object { return &gwapiv1.Gateway{} }, nil}
+		m[av+"HTTPRoute"] = kindInfo{KindHTTPRoute, func() metav1.Object { return &gwapiv1.HTTPRoute{} }, nil}
+		m[av+"ReferenceGrant"] = kindInfo{KindReferenceGrant, func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, nil}
 	}
 	for _, v := range smi.SplitVersions {
 		m[smi.SplitGroup+"/"+v+" "+smi.TrafficSplitKind] = kindInfo{KindTrafficSplit, func() metav1.Object { return &smi.TrafficSplit{} }, nil}

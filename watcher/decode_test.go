@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weir-mesh/weir/api/smi"
 )
@@ -79,6 +80,22 @@ endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
 				Spec: smi.TrafficSplitSpec{Service: "web",
 					Matches:  []smi.TypedLocalObjectReference{{Kind: "HTTPRouteGroup", Name: "beta"}},
 					Backends: []smi.TrafficSplitBackend{{Service: "web-v2", Weight: 10}}},
+			}}},
+		},
+		"gateway class is cluster-scoped; v1beta1 decodes into v1": {
+			data: "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: GatewayClass\nmetadata: {name: weir}\n" +
+				"spec: {controllerName: weir.dev/gateway-controller}\n",
+			want: []Object{{Kind: KindGatewayClass, Name: "weir", Value: &gwapiv1.GatewayClass{
+				TypeMeta: typeMeta("gateway.networking.k8s.io/v1beta1", "GatewayClass"), ObjectMeta: metav1.ObjectMeta{Name: "weir"},
+				Spec: gwapiv1.GatewayClassSpec{ControllerName: "weir.dev/gateway-controller"},
+			}}},
+		},
+		"http route in the default namespace": {
+			data: "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web}\n" +
+				"spec: {parentRefs: [{name: gateway}]}\n",
+			want: []Object{{Kind: KindHTTPRoute, Namespace: "default", Name: "web", Value: &gwapiv1.HTTPRoute{
+				TypeMeta: typeMeta("gateway.networking.k8s.io/v1", "HTTPRoute"), ObjectMeta: meta("default", "web"),
+				Spec: gwapiv1.HTTPRouteSpec{CommonRouteSpec: gwapiv1.CommonRouteSpec{ParentRefs: []gwapiv1.ParentReference{{Name: "gateway"}}}},
 			}}},
 		},
 		"route group, headers as a map": {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weir-mesh/weir/api/istio"
 	"github.com/weir-mesh/weir/api/smi"
@@ -32,6 +33,9 @@ type policyAPI struct {
 	// versions are the versions weir reads, preferred first.
 	versions []string
 	newValue func() metav1.Object
+	// clusterScoped APIs are watched once, in every namespace, and stored
+	// with namespace "".
+	clusterScoped bool
 }
 
 // crdName is the name of the API's CustomResourceDefinition.
@@ -49,7 +53,19 @@ var policyAPIs = []policyAPI{
 		versions: newestFirst(istio.Versions), newValue: func() metav1.Object { return &istio.DestinationRule{} }},
 	{kind: KindIstioGateway, group: istio.Group, resource: "gateways",
 		versions: newestFirst(istio.Versions), newValue: func() metav1.Object { return &istio.Gateway{} }},
+	{kind: KindGatewayClass, group: gwapiv1.GroupName, resource: "gatewayclasses", clusterScoped: true,
+		versions: gatewayAPIVersions, newValue: func() metav1.Object { return &gwapiv1.GatewayClass{} }},
+	{kind: KindGateway, group: gwapiv1.GroupName, resource: "gateways",
+		versions: gatewayAPIVersions, newValue: func() metav1.Object { return &gwapiv1.Gateway{} }},
+	{kind: KindHTTPRoute, group: gwapiv1.GroupName, resource: "httproutes",
+		versions: gatewayAPIVersions, newValue: func() metav1.Object { return &gwapiv1.HTTPRoute{} }},
+	{kind: KindReferenceGrant, group: gwapiv1.GroupName, resource: "referencegrants",
+		versions: gatewayAPIVersions, newValue: func() metav1.Object { return &gwapiv1.ReferenceGrant{} }},
 }
+
+// gatewayAPIVersions are the Gateway API versions weir reads, preferred
+// first; both decode into the v1 types.
+var gatewayAPIVersions = []string{"v1", "v1beta1"}
 
 // PolicyCRDs returns the names of the CustomResourceDefinitions KubeSource
 // watches (for RBAC resourceNames), sorted.
@@ -249,7 +265,11 @@ func (p *policies) start(ctx context.Context, api policyAPI, version string) (*p
 	pw := &policyWatch{api: api, version: version, cancel: cancel}
 	gvr := k8sschema.GroupVersionResource{Group: api.group, Version: version, Resource: api.resource}
 	s := sink{k: p.k, kind: api.kind, convert: func(obj any) (Object, error) { return policyObject(api, obj) }, gate: pw}
-	for _, ns := range p.k.namespaces() {
+	namespaces := p.k.namespaces()
+	if api.clusterScoped {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
 		inf := dynamicinformer.NewFilteredDynamicInformer(p.client, gvr, ns, 0, cache.Indexers{}, nil).Informer()
 		if err := inf.SetTransform(stripObject); err != nil {
 			cancel()

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weir-mesh/weir/api/istio"
 	"github.com/weir-mesh/weir/api/smi"
@@ -32,17 +33,25 @@ const (
 	// KindDestinationRule and KindIstioGateway are Istio's networking kinds.
 	KindDestinationRule Kind = "DestinationRule"
 	KindIstioGateway    Kind = "IstioGateway"
+	// Gateway API kinds (gateway.networking.k8s.io). GatewayClasses are
+	// cluster-scoped: their namespace is "".
+	KindGatewayClass   Kind = "GatewayClass"
+	KindGateway        Kind = "Gateway"
+	KindHTTPRoute      Kind = "HTTPRoute"
+	KindReferenceGrant Kind = "ReferenceGrant"
 )
 
 // Kinds lists every stored kind in a fixed order.
 var Kinds = []Kind{KindService, KindEndpointSlice, KindPod, KindTrafficSplit, KindHTTPRouteGroup,
-	KindSecret, KindIngress, KindVirtualService, KindDestinationRule, KindIstioGateway}
+	KindSecret, KindIngress, KindVirtualService, KindDestinationRule, KindIstioGateway,
+	KindGatewayClass, KindGateway, KindHTTPRoute, KindReferenceGrant}
 
 // Object is one decoded object ready for the store. Value is a pointer to the
 // typed object: *corev1.Service, *discoveryv1.EndpointSlice, *corev1.Pod,
 // *smi.TrafficSplit, *smi.HTTPRouteGroup, *corev1.Secret (only type
 // kubernetes.io/tls), *networkingv1.Ingress, *istio.VirtualService,
-// *istio.DestinationRule or *istio.Gateway.
+// *istio.DestinationRule, *istio.Gateway, *gwapiv1.GatewayClass,
+// *gwapiv1.Gateway, *gwapiv1.HTTPRoute or *gwapiv1.ReferenceGrant.
 type Object struct {
 	Kind      Kind
 	Namespace string
@@ -349,4 +358,24 @@ func (sn *Snapshot) DestinationRules() []*istio.DestinationRule {
 // IstioGateways returns every Istio Gateway.
 func (sn *Snapshot) IstioGateways() []*istio.Gateway {
 	return listOf[istio.Gateway](sn.list(KindIstioGateway, "id"))
+}
+
+// GatewayClasses returns every Gateway API GatewayClass.
+func (sn *Snapshot) GatewayClasses() []*gwapiv1.GatewayClass {
+	return listOf[gwapiv1.GatewayClass](sn.list(KindGatewayClass, "id"))
+}
+
+// Gateways returns every Gateway API Gateway.
+func (sn *Snapshot) Gateways() []*gwapiv1.Gateway {
+	return listOf[gwapiv1.Gateway](sn.list(KindGateway, "id"))
+}
+
+// HTTPRoutes returns every Gateway API HTTPRoute.
+func (sn *Snapshot) HTTPRoutes() []*gwapiv1.HTTPRoute {
+	return listOf[gwapiv1.HTTPRoute](sn.list(KindHTTPRoute, "id"))
+}
+
+// ReferenceGrants returns every Gateway API ReferenceGrant.
+func (sn *Snapshot) ReferenceGrants() []*gwapiv1.ReferenceGrant {
+	return listOf[gwapiv1.ReferenceGrant](sn.list(KindReferenceGrant, "id"))
 }
