@@ -6,6 +6,7 @@ package translator
 import (
 	"sort"
 
+	"github.com/weir-mesh/weir/translator/gatewayapi"
 	"github.com/weir-mesh/weir/translator/ingressnginx"
 	"github.com/weir-mesh/weir/translator/ir"
 	"github.com/weir-mesh/weir/translator/istio"
@@ -21,6 +22,7 @@ type Objects interface {
 	smi.Objects
 	istio.Objects
 	ingressnginx.Objects
+	gatewayapi.Objects
 }
 
 // Result is one translation: the IR, and the status of every policy object.
@@ -38,6 +40,9 @@ type Options struct {
 	// IngressClass is the class of the Ingresses weir serves; "" means
 	// ingressnginx.DefaultClass.
 	IngressClass string
+	// GatewayController is the controllerName of the Gateway API
+	// GatewayClasses weir serves; "" means gatewayapi.DefaultControllerName.
+	GatewayController string
 }
 
 // Translate reads objs and returns the IR and status. It never fails: a
@@ -46,23 +51,26 @@ func Translate(objs Objects, opts Options) Result {
 	services := kube.Build(objs, opts.VersionLabels)
 	split := smi.Translate(objs, services)
 	mesh := istio.Translate(objs, services)
+	gwapi := gatewayapi.Translate(objs, services, gatewayapi.Options{ControllerName: opts.GatewayController})
 	st := append(append([]status.Object(nil), split.Status...), mesh.Status...)
 	policies := hostPolicies(objs, split, mesh, st)
 	hosts := make([]ir.Host, len(services.Hosts))
 	for i, h := range services.Hosts {
 		p := policies[h.Name]
 		hosts[i] = withPolicyRoutes(h, p.routes, p.fallback)
-		hosts[i].Standby = withoutRouted(p.standby, hosts[i].Routes)
+		// GAMMA routes come first; the host's other routes follow them.
+		hosts[i] = withPolicyRoutes(hosts[i], gwapi.Routes[h.Name], true)
+		hosts[i].Standby = withoutRouted(append(append([]string(nil), p.standby...), gwapi.Standby[h.Name]...), hosts[i].Routes)
 	}
 	ingress := ingressnginx.Translate(objs, services, ingressnginx.Options{Class: opts.IngressClass})
-	st = append(st, ingress.Status...)
+	st = append(append(st, ingress.Status...), gwapi.Status...)
 	status.Sort(st)
 	return Result{
 		IR: &ir.IR{
 			Hosts:    hosts,
 			Clusters: withClusters(services.SortedClusters(), mesh.Clusters),
-			Servers:  sortedServers(ingress.Servers, mesh.Servers),
-			Secrets:  uniqueSecrets(ingress.Secrets, mesh.Secrets),
+			Servers:  sortedServers(ingress.Servers, mesh.Servers, gwapi.Servers),
+			Secrets:  uniqueSecrets(ingress.Secrets, mesh.Secrets, gwapi.Secrets),
 		},
 		Status: st,
 	}

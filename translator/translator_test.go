@@ -23,7 +23,8 @@ var update = flag.Bool("update", false, "rewrite golden files and delete stale o
 var goldenProxies = []envoy.Proxy{
 	{Role: envoy.Sidecar, Namespace: "default", OutboundAddress: "127.0.0.1", OutboundPort: envoy.DefaultOutboundPort},
 	{Role: envoy.GRPC},
-	{Role: envoy.Gateway, Labels: "istio=ingressgateway"},
+	// Also the proxy of the Gateway API Gateway default/gateway.
+	{Role: envoy.Gateway, Labels: "gateway.envoyproxy.io/owning-gateway-namespace=default,gateway.networking.k8s.io/gateway-name=gateway,istio=ingressgateway"},
 }
 
 // translateManifests runs the whole translation offline, as `weir translate`.

@@ -35,6 +35,39 @@ type Object struct {
 	// computed for (observedGeneration when written back); 0 if unknown. It
 	// is not part of `weir translate`'s output.
 	Generation int64 `json:"-"`
+	// Listeners is a Gateway API Gateway's status per listener, in spec
+	// order; nil for other kinds.
+	Listeners []Listener `json:"listeners,omitempty"`
+	// Parents is a Gateway API route's status per parentRef that weir
+	// serves, in spec order; nil for other kinds. Conditions is then empty.
+	Parents []Parent `json:"parents,omitempty"`
+}
+
+// Listener is the status of one listener of a Gateway.
+type Listener struct {
+	Name           string `json:"name"`
+	AttachedRoutes int32  `json:"attachedRoutes"`
+	// SupportedKinds are route kinds of group gateway.networking.k8s.io.
+	SupportedKinds []string    `json:"supportedKinds"`
+	Conditions     []Condition `json:"conditions"`
+}
+
+// Parent is a route's status for one of its parentRefs.
+type Parent struct {
+	ParentRef      ParentRef   `json:"parentRef"`
+	ControllerName string      `json:"controllerName"`
+	Conditions     []Condition `json:"conditions"`
+}
+
+// ParentRef is a parentRef as the route wrote it; empty fields were not
+// set.
+type ParentRef struct {
+	Group       *string `json:"group,omitempty"`
+	Kind        *string `json:"kind,omitempty"`
+	Namespace   *string `json:"namespace,omitempty"`
+	Name        string  `json:"name"`
+	SectionName *string `json:"sectionName,omitempty"`
+	Port        *int32  `json:"port,omitempty"`
 }
 
 // Resource returns the object's kind, qualified by its group when it has
@@ -47,14 +80,28 @@ func (o *Object) Resource() string {
 }
 
 // Set records c on o, replacing a condition of the same type.
-func (o *Object) Set(c Condition) {
-	for i := range o.Conditions {
-		if o.Conditions[i].Type == c.Type {
-			o.Conditions[i] = c
-			return
+func (o *Object) Set(c Condition) { o.Conditions = SetCondition(o.Conditions, c) }
+
+// SetCondition returns conds with c in place of the condition of the same
+// type, or appended.
+func SetCondition(conds []Condition, c Condition) []Condition {
+	for i := range conds {
+		if conds[i].Type == c.Type {
+			conds[i] = c
+			return conds
 		}
 	}
-	o.Conditions = append(o.Conditions, c)
+	return append(conds, c)
+}
+
+// FindCondition returns the condition of type t in conds, or nil.
+func FindCondition(conds []Condition, t string) *Condition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
 }
 
 // Get returns the condition of type t, or nil.
@@ -84,7 +131,16 @@ func Sort(objs []Object) {
 		return a.Name < b.Name
 	})
 	for i := range objs {
-		c := objs[i].Conditions
-		sort.Slice(c, func(x, y int) bool { return c[x].Type < c[y].Type })
+		sortConditions(objs[i].Conditions)
+		for _, l := range objs[i].Listeners {
+			sortConditions(l.Conditions)
+		}
+		for _, p := range objs[i].Parents {
+			sortConditions(p.Conditions)
+		}
 	}
+}
+
+func sortConditions(c []Condition) {
+	sort.Slice(c, func(x, y int) bool { return c[x].Type < c[y].Type })
 }
