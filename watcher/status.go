@@ -46,6 +46,10 @@ type StatusResource struct {
 	// with the gateway address (see SetLoadBalancerAddress) while they are
 	// accepted.
 	LoadBalancer bool
+	// GatewayAPI is true for Gateway API kinds: status.conditions and
+	// status.listeners (GatewayClass, Gateway) or status.parents (routes)
+	// in the spec's shapes, with observedGeneration.
+	GatewayAPI bool
 }
 
 // statusResources are the kinds whose status weir writes back, by the
@@ -54,7 +58,7 @@ func statusResources() map[string]StatusResource {
 	istioResource := func(resource string) StatusResource {
 		return StatusResource{Resource: runtimeschema.GroupVersionResource{Group: istio.Group, Version: "v1", Resource: resource}, HasStatus: true}
 	}
-	return map[string]StatusResource{
+	out := map[string]StatusResource{
 		istio.VirtualServiceKind:              istioResource("virtualservices"),
 		istio.DestinationRuleKind:             istioResource("destinationrules"),
 		istio.GatewayKind + "." + istio.Group: istioResource("gateways"),
@@ -71,6 +75,10 @@ func statusResources() map[string]StatusResource {
 			HasStatus: true,
 		},
 	}
+	for k, v := range gatewayAPIResources() {
+		out[k] = v
+	}
+	return out
 }
 
 // Fields of the Events and patches weir writes.
@@ -117,10 +125,12 @@ type statusRecord struct {
 	conditions []status.Condition
 	// address is the status.loadBalancer address written; "" for none.
 	address string
+	// extra is the rest of a Gateway API status (listeners, parents).
+	extra string
 }
 
 func (r statusRecord) equal(o statusRecord) bool {
-	return r.generation == o.generation && slices.Equal(r.conditions, o.conditions) && r.address == o.address
+	return r.generation == o.generation && slices.Equal(r.conditions, o.conditions) && r.address == o.address && r.extra == o.extra
 }
 
 // NewStatusWriter returns a writer for TrafficSplit and HTTPRouteGroup; more
@@ -226,7 +236,13 @@ func (w *StatusWriter) writeOne(ctx context.Context, o status.Object) error {
 		return nil
 	}
 	var err error
-	if res.HasStatus {
+	if res.GatewayAPI {
+		want.extra = gatewayAPIExtra(o)
+		if known && prev.equal(want) {
+			return nil
+		}
+		err = w.patchGatewayAPI(ctx, res.Resource, o)
+	} else if res.HasStatus {
 		err = w.patchConditions(ctx, res.Resource, o, want.conditions)
 	} else if len(want.conditions) > 0 && (!known || !slices.Equal(prev.conditions, want.conditions) || prev.generation != want.generation) {
 		err = w.emitEvent(ctx, res.Resource, o, want.conditions[0])

@@ -16,6 +16,7 @@ import (
 
 	"github.com/weir-mesh/weir/cmd/weir/serve"
 	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/translator/gatewayapi"
 	"github.com/weir-mesh/weir/translator/ingressnginx"
 )
 
@@ -35,6 +36,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&namespaces, "namespace", "namespace to read from the cluster (repeatable); default all")
 	fs.Var(&versionLabels, "version-label", "Pod label naming an endpoint's version (repeatable, first set wins); default version")
 	fs.StringVar(&cfg.IngressClass, "ingress-class", ingressnginx.DefaultClass, "ingressClassName (or kubernetes.io/ingress.class annotation) of the Ingresses served by gateways")
+	fs.StringVar(&cfg.GatewayController, "gateway-controller", gatewayapi.DefaultControllerName, "controllerName of the Gateway API GatewayClasses whose Gateways weir serves")
 	fs.StringVar(&cfg.IngressAddress, "ingress-address", "", "address (IP or host name) of the gateways, written to the status.loadBalancer of served Ingresses; default none")
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "ADS gRPC listen address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:19000", "admin HTTP listen address (/metrics, /readyz, /debug/proxies, /debug/status, /debug/services)")

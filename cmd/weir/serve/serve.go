@@ -40,6 +40,9 @@ type Config struct {
 	VersionLabels []string
 	// IngressClass is the class of the Ingresses served; "" means "weir".
 	IngressClass string
+	// GatewayController is the controllerName of the Gateway API
+	// GatewayClasses served; "" means weir.dev/gateway-controller.
+	GatewayController string
 	// IngressAddress, if set, is written to the status.loadBalancer of the
 	// Ingresses served (the gateways' address).
 	IngressAddress string
@@ -197,7 +200,8 @@ func (s *Server) translate(ctx context.Context, changedAt time.Time) {
 	ctx, span := s.tracer.Start(ctx, "translate")
 	defer span.End()
 	start := time.Now()
-	res := translator.Translate(s.store.Snapshot(), translator.Options{VersionLabels: s.cfg.VersionLabels, IngressClass: s.cfg.IngressClass})
+	res := translator.Translate(s.store.Snapshot(), translator.Options{VersionLabels: s.cfg.VersionLabels, IngressClass: s.cfg.IngressClass,
+		GatewayController: s.cfg.GatewayController})
 	s.tel.translation.Record(ctx, time.Since(start).Seconds())
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("weir.hosts", len(res.IR.Hosts)), attribute.Int("weir.clusters", len(res.IR.Clusters)))
