@@ -24,6 +24,7 @@ k8sbins:
 
 test: export WEIR_ENVOY := $(ENVOY)
 test: export WEIR_K8S_BIN := $(CURDIR)/.cache/k8s/bin
+test: export WEIR_EGCTL ?= $(CURDIR)/.cache/egctl/egctl
 test: envoy k8sbins
 	go vet ./...
 	go test -race -count=1 -timeout 30m ./...

@@ -103,9 +103,6 @@ func (t *translator) attachGateway(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentRefer
 			rules.resolvedRefs(),
 		}
 	}
-	if rules.allInvalid() {
-		return []status.Condition{rules.accepted(), rules.resolvedRefs()}
-	}
 	attached := 0
 	for _, l := range allowed {
 		hosts, ok := intersectHostnames(l.hostname(), r.Spec.Hostnames)
@@ -121,15 +118,20 @@ func (t *translator) attachGateway(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentRefer
 			l.routes = map[string]bool{}
 		}
 		l.routes[key] = true
-		l.attachedRoutes++
-		l.attached = append(l.attached, attachment{hostnames: hosts, rules: rules.routes})
+		l.attachedRoutes++ // attached, even if none of its rules is valid
+		if !rules.allInvalid() {
+			l.attached = append(l.attached, attachment{hostnames: hosts, rules: rules.routes})
+		}
 	}
-	if attached == 0 {
+	switch {
+	case attached == 0:
 		return []status.Condition{
 			condition(condAccepted, false, string(gwapiv1.RouteReasonNoMatchingListenerHostname),
 				"There were no hostname intersections between the HTTPRoute and this parent ref's Listener(s)."),
 			rules.resolvedRefs(),
 		}
+	case rules.allInvalid():
+		return []status.Condition{rules.accepted(), rules.resolvedRefs()}
 	}
 	return rules.conditions()
 }
