@@ -393,10 +393,12 @@ type weirStatus struct {
 	FileErrors map[string]string `json:"fileErrors"`
 }
 
-// condition returns the condition typ of kind namespace/name, or nil.
+// condition returns the condition typ of kind namespace/name, or nil. kind
+// is a Kind, or Kind.group where the Kind alone is ambiguous
+// ("Gateway.networking.istio.io").
 func (ws weirStatus) condition(kind, namespace, name, typ string) *status.Condition {
 	for _, o := range ws.Status {
-		if o.Kind == kind && o.Namespace == namespace && o.Name == name {
+		if (o.Kind == kind || o.Resource() == kind) && o.Namespace == namespace && o.Name == name {
 			return o.Get(typ)
 		}
 	}

@@ -23,7 +23,7 @@ func runBootstrap(args []string, stdout, stderr io.Writer) (err error) {
 	fs.UintVar(&outboundPort, "outbound-port", 0, "sidecar outbound listener port (default: weir serve's --outbound-port)")
 	fs.BoolVar(&o.Delta, "delta", false, "incremental xDS (DELTA_GRPC): only changed resources are sent (Envoy only)")
 	var labels string
-	fs.StringVar(&labels, "labels", "", "gateway labels k=v,k=v: Istio Gateways whose selector they match are served")
+	fs.StringVar(&labels, "labels", "", "gateway labels k=v,k=v: they pick the Istio Gateways (by selector) and Gateway API Gateways (gateway.networking.k8s.io/gateway-name and gateway.envoyproxy.io/owning-gateway-namespace) served")
 	fs.StringVar(&o.GatewayAddress, "gateway-address", "", "where a gateway's listeners bind (default 0.0.0.0)")
 	if err := fs.Parse(args); err != nil {
 		return err

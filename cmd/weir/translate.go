@@ -10,6 +10,7 @@ import (
 
 	"github.com/weir-mesh/weir/translator"
 	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/translator/gatewayapi"
 	"github.com/weir-mesh/weir/translator/ingressnginx"
 	"github.com/weir-mesh/weir/watcher"
 )
@@ -24,6 +25,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&versionLabels, "version-label", "Pod label naming an endpoint's version (repeatable, first set wins); default version")
 	gatewayLabels := fs.String("gateway-labels", "istio=ingressgateway", "labels k=v,k=v of the gateway the resources are built for")
 	ingressClass := fs.String("ingress-class", ingressnginx.DefaultClass, "ingress class weir serves")
+	gatewayController := fs.String("gateway-controller", gatewayapi.DefaultControllerName, "controllerName of the Gateway API GatewayClasses weir serves")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,7 +39,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) error {
 	if *format != "json" && *format != "yaml" {
 		return fmt.Errorf("translate: -o %q: want json or yaml", *format)
 	}
-	res, err := translatePath(*path, translator.Options{VersionLabels: versionLabels, IngressClass: *ingressClass}, stderr)
+	res, err := translatePath(*path, translator.Options{VersionLabels: versionLabels, IngressClass: *ingressClass, GatewayController: *gatewayController}, stderr)
 	if err != nil {
 		return err
 	}
