@@ -40,6 +40,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.IngressAddress, "ingress-address", "", "address (IP or host name) of the gateways, written to the status.loadBalancer of served Ingresses; default none")
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "ADS gRPC listen address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:19000", "admin HTTP listen address (/metrics, /readyz, /debug/proxies, /debug/status, /debug/services)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the admin address")
 	fs.StringVar(&cfg.OutboundAddress, "outbound-address", "127.0.0.1", "sidecar outbound listener address, unless the node's metadata sets weir.outbound_address")
 	fs.UintVar(&outboundPort, "outbound-port", envoy.DefaultOutboundPort, "sidecar outbound listener port, unless the node's metadata sets weir.outbound_port")
 	fs.DurationVar(&cfg.ClusterGrace, "cluster-grace", 5*time.Second, "how long a cluster no route uses is still served")

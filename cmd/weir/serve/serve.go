@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -58,6 +59,8 @@ type Config struct {
 	// bounds the wait under a steady stream of changes.
 	Debounce    time.Duration
 	DebounceMax time.Duration
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin address.
+	Pprof bool
 	// LeaderElection is used with Kube: the leader writes status back.
 	LeaderElection LeaderElection
 	Logger         *slog.Logger
@@ -262,6 +265,13 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 	mux.Handle("/debug/proxies", s.xds.ProxiesHandler())
 	mux.HandleFunc("/debug/status", s.debugStatus)
 	mux.HandleFunc("/debug/services", s.debugServices)
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -78,3 +78,35 @@ func runTestServer(t *testing.T, dir string) (*Server, context.Context) {
 	})
 	return s, ctx
 }
+
+// TestPprof checks that Go's profiles are on the admin address only when
+// asked for.
+func TestPprof(t *testing.T) {
+	for name, on := range map[string]bool{"off": false, "on": true} {
+		t.Run(name, func(t *testing.T) {
+			s, err := New(Config{
+				Dir: "../../../examples/canary", XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Pprof: on,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			want := http.StatusNotFound
+			if on {
+				want = http.StatusOK
+			}
+			if code, body := get(t, "http://"+s.AdminAddr()+"/debug/pprof/goroutine?debug=1"); code != want {
+				t.Errorf("/debug/pprof/goroutine: %d, want %d: %.200s", code, want, body)
+			}
+		})
+	}
+}
