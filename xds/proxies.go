@@ -424,6 +424,11 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
+// deltaStream is the tracker's id of delta stream id: go-control-plane
+// numbers SotW and delta streams apart, both from 1, so delta streams take
+// the negative ids.
+func deltaStream(id int64) int64 { return -id }
+
 // callbacks wires go-control-plane's stream events to the tracker and the
 // push steps, and makes sure a node has a snapshot before its first watch.
 func (s *Server) callbacks() serverv3.Callbacks {
@@ -464,7 +469,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return err
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			_, err := onRequest(id, req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
+			_, err := onRequest(deltaStream(id), req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
 				errDetail: req.GetErrorDetail().GetMessage(), delta: true,
 				subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()})
 			return err
@@ -473,9 +478,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.proxies.response(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-			s.proxies.response(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+			s.proxies.response(deltaStream(id), resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
 		},
 		StreamClosedFunc:      closed,
-		DeltaStreamClosedFunc: closed,
+		DeltaStreamClosedFunc: func(id int64, n *corev3.Node) { closed(deltaStream(id), n) },
 	}
 }
