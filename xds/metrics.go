@@ -27,7 +27,8 @@ const meterName = "github.com/weir-mesh/weir/xds"
 
 // latencyBuckets span a local push (milliseconds) to a proxy that answered
 // only after the ACK timeout.
-var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+// They are finer around 200 ms, the push latency weir aims under.
+var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 20, 30, 60}
 
 // resourceBuckets span one service to a large mesh.
 var resourceBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000}
