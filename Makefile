@@ -29,8 +29,16 @@ test: envoy k8sbins
 	go vet ./...
 	go test -race -count=1 -timeout 30m ./...
 
-bench:
-	go test -run '^$$' -bench . -benchmem ./translator/...
+# The translator benchmarks, then the scale harness (cmd/weir-bench): weir as a
+# separate process with a thousand xDS clients, a real Envoy, and the peers in
+# bench/peers/ (modules of their own). It writes BENCHMARKS.md; BENCH_ARGS adds
+# harness flags, e.g. BENCH_ARGS='-skip peers -services 2000'.
+BENCH_OUT ?= $(or $(TMPDIR),/tmp)/weir-bench
+bench: export WEIR_ENVOY := $(ENVOY)
+bench: build envoy
+	mkdir -p $(BENCH_OUT)
+	go test -run '^$$' -bench . -benchmem ./translator/... > $(BENCH_OUT)/gobench.txt; s=$$?; cat $(BENCH_OUT)/gobench.txt; exit $$s
+	go run ./cmd/weir-bench -weir bin/weir -gobench $(BENCH_OUT)/gobench.txt -work $(BENCH_OUT)/run $(BENCH_ARGS)
 
 lint:
 	@unformatted=$$(find . -name '.?*' -prune -o -path ./bin -prune -o -name '*.go' -print | xargs -r gofmt -l); \

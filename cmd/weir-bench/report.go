@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// report collects every run's results and writes them as Markdown.
+type report struct {
+	cfg     config
+	started time.Time
+	took    time.Duration
+	// loadBefore and loadAfter are the machine's load averages: other work
+	// on it slows every figure.
+	loadBefore, loadAfter string
+	failed                []string
+	latency               *latencyRun
+	scale                 *scaleRun
+	envoy                 *envoyRun
+	peers                 *peerResults
+}
+
+// goBench is one line of `go test -bench` output.
+type goBench struct {
+	name           string
+	services       int
+	nsPerOp        float64
+	bytesPerOp     float64
+	allocsPerOp    float64
+	iterations     int
+	seconds, bytes string
+}
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op\s+([\d.]+) B/op\s+([\d.]+) allocs/op`)
+var servicesIn = regexp.MustCompile(`services=(\d+)`)
+
+func readGoBench(path string) ([]goBench, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []goBench
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		b := goBench{name: m[1]}
+		b.iterations, _ = strconv.Atoi(m[2])
+		b.nsPerOp, _ = strconv.ParseFloat(m[3], 64)
+		b.bytesPerOp, _ = strconv.ParseFloat(m[4], 64)
+		b.allocsPerOp, _ = strconv.ParseFloat(m[5], 64)
+		if s := servicesIn.FindStringSubmatch(b.name); s != nil {
+			b.services, _ = strconv.Atoi(s[1])
+		}
+		out = append(out, b)
+	}
+	return out, sc.Err()
+}
+
+// machine describes where this ran.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := "unknown"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				mem = fmt.Sprintf("%.1f GB", float64(kb)/1e6*1.024)
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s memory, Linux %s, %s", runtime.NumCPU(), model, mem, kernel(), runtime.Version())
+}
+
+func kernel() string {
+	out, err := exec.Command("uname", "-r").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+type row struct{ figure, target, measured, verdict string }
+
+func verdict(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "**miss**"
+}
+
+func (r *report) write(path string) error {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# weir benchmarks\n\n")
+	w("Written by `make bench` (`cmd/weir-bench`); do not edit by hand: the notes on profiles come from\n")
+	w("`bench/findings.md`. Measured %s on %s.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), machine())
+	w("Command: `make bench`, which runs the translator benchmarks and then\n\n    %s\n\n", r.cfg.command)
+	w("The whole run took %v; the load average (1, 5, 15 min) was %s before it and %s after. weir ran as a separate process (`weir serve --dir`, default flags, `--pprof`) on\n", r.took.Round(time.Second), r.loadBefore, r.loadAfter)
+	w("the file source; its clients, Envoy and the peers ran on the same machine.\n\n")
+	if len(r.failed) > 0 {
+		w("**Runs that failed:**\n\n")
+		for _, f := range r.failed {
+			w("- %s\n", f)
+		}
+		w("\n")
+	}
+	var benches []goBench
+	if r.cfg.goBench != "" {
+		var err error
+		if benches, err = readGoBench(r.cfg.goBench); err != nil {
+			w("Go benchmark output unreadable: %v\n\n", err)
+		}
+	}
+	w("## Targets\n\n| figure | target | measured | |\n|---|---|---|---|\n")
+	for _, row := range r.targetRows(benches) {
+		w("| %s | %s | %s | %s |\n", row.figure, row.target, row.measured, row.verdict)
+	}
+	w("\n")
+	r.writePeers(&b)
+	r.writeTranslator(&b, benches)
+	r.writeLatency(&b)
+	r.writeScale(&b)
+	r.writeEnvoy(&b)
+	if notes, err := os.ReadFile(r.cfg.findings); err == nil {
+		w("%s", notes)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func (r *report) targetRows(benches []goBench) []row {
+	var rows []row
+	for _, gb := range benches {
+		if gb.services == 10000 && strings.Contains(gb.name, "Translate/") {
+			d := time.Duration(gb.nsPerOp)
+			rows = append(rows, row{"full translation, 10,000 services x 2 versions, each with a TrafficSplit", "< 500 ms, allocations reported",
+				fmt.Sprintf("%s, %s and %s allocations per translation", ms(d), mb(int64(gb.bytesPerOp)), count(int(gb.allocsPerOp))), verdict(d < 500*time.Millisecond)})
+		}
+	}
+	if lr := r.latency; lr != nil && len(lr.weights.perProxy) > 0 {
+		rows = append(rows, weightRow(fmt.Sprintf("one weight change -> all %s connected proxies ACKed (%s services)", count(lr.proxies), count(lr.services)),
+			"p99 < 200 ms from the store write to the last ACK", lr.weights))
+	}
+	if sr := r.scale; sr != nil && len(sr.weights.perProxy) > 0 {
+		rows = append(rows, weightRow(fmt.Sprintf("the same at %s services", count(sr.services)), "(same)", sr.weights))
+	}
+	if lr := r.latency; lr != nil && lr.endpoint.byKind != nil {
+		rows = append(rows, endpointRow(lr.services, lr.endpoint))
+	}
+	if sr := r.scale; sr != nil && sr.endpoint.byKind != nil {
+		rows = append(rows, endpointRow(sr.services, sr.endpoint))
+	}
+	if sr := r.scale; sr != nil && sr.settled.rss > 0 {
+		rows = append(rows, row{fmt.Sprintf("RSS with %s services and %s connected proxies", count(sr.services), count(sr.proxies)), "< 300 MB",
+			fmt.Sprintf("%s settled (peak %s while they connected)", mb(sr.settled.rss), mb(sr.connectPeak)), verdict(sr.settled.rss < 300e6)})
+	}
+	if sr := r.scale; sr != nil && len(sr.downSamples) > 0 && sr.fresh.rss > 0 {
+		last := sr.downSamples[len(sr.downSamples)-1]
+		rows = append(rows, row{fmt.Sprintf("after scaling %s -> %s services", count(sr.services), count(sr.smallServices)), "RSS within 20% of a fresh start",
+			fmt.Sprintf("%s %v after, fresh start %s (%s)", mb(last.rss), last.after.Round(time.Second), mb(sr.fresh.rss), pct(last.rss, sr.fresh.rss)),
+			verdict(float64(last.rss) <= 1.2*float64(sr.fresh.rss))})
+	}
+	for _, br := range []struct {
+		services int
+		b        burstResult
+	}{{latencyServices(r), latencyBurst(r)}, {scaleServices(r), scaleBurst(r)}} {
+		if br.b.updates == 0 {
+			continue
+		}
+		rows = append(rows, row{fmt.Sprintf("%s EndpointSlice updates in one second (%s services)", count(br.b.updates), count(br.services)),
+			"<= 10 translations, no proxy receives more than 10 pushes",
+			fmt.Sprintf("%.0f translations, at most %d responses to one proxy", br.b.translations, br.b.maxPushes),
+			verdict(br.b.translations <= 10 && br.b.maxPushes <= 10)})
+	}
+	rows = append(rows, r.peerRows()...)
+	return rows
+}
+
+func latencyServices(r *report) int {
+	if r.latency == nil {
+		return 0
+	}
+	return r.latency.services
+}
+
+func latencyBurst(r *report) burstResult {
+	if r.latency == nil {
+		return burstResult{}
+	}
+	return r.latency.burst
+}
+
+func scaleServices(r *report) int {
+	if r.scale == nil {
+		return 0
+	}
+	return r.scale.services
+}
+
+func scaleBurst(r *report) burstResult {
+	if r.scale == nil {
+		return burstResult{}
+	}
+	return r.scale.burst
+}
+
+// weightRow judges by weir's own histogram (store write -> the ACK as weir
+// processed it), and shows the clients' view from the file write too.
+func weightRow(figure, target string, wr weightResult) row {
+	p99 := secs(wr.storeP99)
+	return row{figure, target,
+		fmt.Sprintf("p99 %s from the store write (weir's histogram); from the file write to the clients' ACKs p99 %s, last ACK of a change at most %s%s",
+			ms(p99), ms(percentile(wr.perProxy, 99)), ms(percentile(wr.lastAck, 100)), missingNote(wr.missing)),
+		verdict(wr.storeCount > 0 && p99 < 200*time.Millisecond && wr.missing == 0)}
+}
+
+func missingNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d proxies never got it", n)
+}
+
+func endpointRow(services int, er endpointResult) row {
+	others := er.others.receivers
+	sc := er.byKind[sidecarSotW]
+	dl := er.byKind[sidecarDelta]
+	measured := fmt.Sprintf("sidecars, which all hold every cluster: %d/%d SotW received %s each, %d/%d delta %s each; gRPC clients of the service %d/%d (%s each), of other services %d/%d",
+		sc.receivers, sc.clients, bytesStr(medianInt(sc.bytes)), dl.receivers, dl.clients, bytesStr(medianInt(dl.bytes)),
+		er.users.receivers, er.users.clients, bytesStr(medianInt(er.users.bytes)), others, er.others.clients)
+	return row{fmt.Sprintf("one endpoint change (%s services)", count(services)), "only the proxies that use that cluster receive anything", measured,
+		verdict(others == 0)}
+}
+
+func (r *report) writeTranslator(b *strings.Builder, benches []goBench) {
+	if len(benches) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Translator (Go benchmarks)\n\n`go test -run '^$' -bench . -benchmem ./translator/...`: N services, each a root and two versions\n")
+	fmt.Fprintf(b, "with three endpoints, and a 90/10 TrafficSplit.\n\n| benchmark | time | allocated | allocations |\n|---|---|---|---|\n")
+	for _, gb := range benches {
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", gb.name, ms(time.Duration(gb.nsPerOp)), mb(int64(gb.bytesPerOp)), count(int(gb.allocsPerOp)))
+	}
+	fmt.Fprintln(b)
+}
+
+func (r *report) writeLatency(b *strings.Builder) {
+	lr := r.latency
+	if lr == nil {
+		return
+	}
+	fmt.Fprintf(b, "## Weight changes at %s services\n\n", count(lr.services))
+	fmt.Fprintf(b, "%s proxies: %s raw sidecars on SotW ADS (spread over %d namespaces), %d on delta ADS, %d raw proxyless\n",
+		count(lr.proxies), count(r.cfg.proxies), min(r.cfg.proxyNamespaces, (lr.services+r.cfg.perNamespace-1)/r.cfg.perNamespace), r.cfg.deltaProxies, r.cfg.grpcRaw)
+	fmt.Fprintf(b, "gRPC clients (each of one of 10 services) and %d real grpc-go xDS clients. They connected in %s. Settled: RSS %s, %.0f goroutines, CPU %s since start.\n\n",
+		r.cfg.grpcGo, ms(lr.connect), mb(lr.settled.rss), lr.settled.goroutines, ms(lr.settled.cpu))
+	writeWeights(b, lr.weights)
+	writeEndpoint(b, lr.endpoint)
+	writeBurst(b, lr.burst)
+}
+
+func writeWeights(b *strings.Builder, wr weightResult) {
+	fmt.Fprintf(b, "%d weight changes of one TrafficSplit (each rewrites the namespace's splits file). Time from the file write to each proxy's ACK of the new routes:\n\n", len(wr.lastAck))
+	fmt.Fprintf(b, "| proxies | n | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
+	line := func(name string, ds []time.Duration) {
+		if len(ds) == 0 {
+			return
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", name, len(ds), ms(percentile(ds, 50)), ms(percentile(ds, 90)), ms(percentile(ds, 99)), ms(percentile(ds, 100)))
+	}
+	line("sidecars (raw, SotW and delta)", wr.perProxy)
+	line("raw gRPC clients of the service", wr.grpcRaw)
+	line("grpc-go channels of the service (resolver state applied)", wr.grpcGo)
+	fmt.Fprintf(b, "\nweir's own histogram (`weir_xds_push_latency_seconds`, role sidecar, store write -> ACK): %.0f observations, mean %s, p50 ~%s, p99 ~%s (bucket interpolation).\n",
+		wr.storeCount, ms(secs(wr.storeMean)), ms(secs(wr.storeP50)), ms(secs(wr.storeP99)))
+	fmt.Fprintf(b, "RDS bytes per sidecar per change: median %s.\n\n", bytesStr(medianInt(wr.rdsBytes)))
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func writeEndpoint(b *strings.Builder, er endpointResult) {
+	fmt.Fprintf(b, "One endpoint added to `%s`; what each kind of proxy received until quiet:\n\n", er.cluster)
+	fmt.Fprintf(b, "| proxies | received anything | messages each (median) | bytes each (median / max) | messages by type |\n|---|---|---|---|---|\n")
+	line := func(name string, t traffic) {
+		fmt.Fprintf(b, "| %s | %d of %d | %d | %s / %s | %v |\n", name, t.receivers, t.clients, medianInt(t.messages), bytesStr(medianInt(t.bytes)), bytesStr(maxInt(t.bytes)), t.byType)
+	}
+	line("sidecars, SotW", er.byKind[sidecarSotW])
+	line("sidecars, delta", er.byKind[sidecarDelta])
+	line("gRPC clients of the service", er.users)
+	line("gRPC clients of other services", er.others)
+	fmt.Fprintln(b)
+}
+
+func writeBurst(b *strings.Builder, br burstResult) {
+	fmt.Fprintf(b, "%s EndpointSlice updates written over %s (each rewrites one endpoints file): %.0f translations; responses to one proxy at most %d (sidecar SotW %d, delta %d, gRPC %d).\n\n",
+		count(br.updates), ms(br.writing), br.translations, br.maxPushes, br.maxByKind[sidecarSotW], br.maxByKind[sidecarDelta], br.maxByKind[grpcSotW])
+}
+
+func (r *report) writeScale(b *strings.Builder) {
+	sr := r.scale
+	if sr == nil {
+		return
+	}
+	fmt.Fprintf(b, "## %s services, %s proxies\n\n", count(sr.services), count(sr.proxies))
+	fmt.Fprintf(b, "| | RSS | goroutines | CPU since start |\n|---|---|---|---|\n")
+	fmt.Fprintf(b, "| loaded (%s to ready), no proxy | %s | %.0f | %s |\n", ms(sr.load), mb(sr.loaded.rss), sr.loaded.goroutines, ms(sr.loaded.cpu))
+	fmt.Fprintf(b, "| peak while %s proxies connected (in %s) | %s | | |\n", count(sr.proxies), ms(sr.connect), mb(sr.connectPeak))
+	fmt.Fprintf(b, "| settled | %s | %.0f | %s |\n", mb(sr.settled.rss), sr.settled.goroutines, ms(sr.settled.cpu))
+	for _, s := range sr.downSamples {
+		fmt.Fprintf(b, "| %v after scaling down to %s services | %s (heap in use %s) | | |\n", s.after.Round(time.Second), count(sr.smallServices), mb(s.rss), mb(int64(s.heap)))
+	}
+	if sr.fresh.rss > 0 {
+		fmt.Fprintf(b, "| fresh start at %s services, %s proxies | %s (heap in use %s) | %.0f | |\n", count(sr.smallServices), count(sr.freshProxies), mb(sr.fresh.rss), mb(int64(sr.fresh.heapInuse)), sr.fresh.goroutines)
+	}
+	fmt.Fprintln(b)
+	if len(sr.weights.lastAck) > 0 {
+		writeWeights(b, sr.weights)
+	}
+	if sr.endpoint.byKind != nil {
+		writeEndpoint(b, sr.endpoint)
+	}
+	if sr.burst.updates > 0 {
+		writeBurst(b, sr.burst)
+	}
+	for _, p := range []struct{ name, path, args string }{
+		{"CPU during the weight changes", sr.cpuProfile, "-top -nodecount=25"},
+		{"heap in use, settled", sr.heapProfile, "-top -nodecount=25 -sample_index=inuse_space"},
+	} {
+		if p.path == "" {
+			continue
+		}
+		out, err := exec.Command("go", append([]string{"tool", "pprof"}, append(strings.Fields(p.args), r.cfg.weirBin, p.path)...)...).Output()
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(b, "<details><summary>Profile: %s (<code>go tool pprof %s</code>)</summary>\n\n```\n%s```\n\n</details>\n\n", p.name, p.args, trimProfile(string(out)))
+	}
+}
+
+// trimProfile drops pprof's header lines that name local files.
+func trimProfile(s string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(line, "File:") || strings.HasPrefix(line, "Build ID:") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
