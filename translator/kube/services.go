@@ -3,8 +3,9 @@
 package kube
 
 import (
-	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,12 +30,12 @@ var DefaultVersionLabels = []string{"version"}
 
 // ClusterName returns the IR/Envoy name of a Service port's cluster.
 func ClusterName(namespace, service string, port uint32) string {
-	return fmt.Sprintf("outbound|%d||%s.%s.svc.cluster.local", port, service, namespace)
+	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "||" + service + "." + namespace + ".svc.cluster.local"
 }
 
 // HostName returns the IR name of a Service port.
 func HostName(namespace, service string, port uint32) string {
-	return fmt.Sprintf("%s.%s.svc.cluster.local:%d", service, namespace, port)
+	return service + "." + namespace + ".svc.cluster.local:" + strconv.FormatUint(uint64(port), 10)
 }
 
 // Index holds every Service port as a host with a default route to its own
@@ -42,23 +43,35 @@ func HostName(namespace, service string, port uint32) string {
 type Index struct {
 	Hosts    []ir.Host
 	Clusters map[string]*ir.Cluster
-	services map[string]*corev1.Service
+	services map[serviceKey]*corev1.Service
 }
+
+// serviceKey is a Service's namespace and name.
+type serviceKey struct{ namespace, name string }
 
 // Build reads every Service of objs. An endpoint's version is the value of
 // the first of versionLabels set on its Pod (DefaultVersionLabels if empty).
 // The result is deterministic.
 func Build(objs Objects, versionLabels []string) *Index {
-	idx := &Index{Clusters: map[string]*ir.Cluster{}, services: map[string]*corev1.Service{}}
 	if len(versionLabels) == 0 {
 		versionLabels = DefaultVersionLabels
 	}
 	v := versions{objs: objs, labels: versionLabels}
-	for _, svc := range objs.Services() {
+	services := objs.Services()
+	ports := 0
+	for _, svc := range services {
+		ports += len(svc.Spec.Ports)
+	}
+	idx := &Index{
+		Hosts:    make([]ir.Host, 0, ports),
+		Clusters: make(map[string]*ir.Cluster, ports),
+		services: make(map[serviceKey]*corev1.Service, len(services)),
+	}
+	for _, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
-		idx.services[svc.Namespace+"/"+svc.Name] = svc
+		idx.services[serviceKey{svc.Namespace, svc.Name}] = svc
 		bare := barePortIndex(svc.Spec.Ports)
 		for i, sp := range svc.Spec.Ports {
 			c := buildCluster(v, svc, sp)
@@ -66,13 +79,15 @@ func Build(objs Objects, versionLabels []string) *Index {
 			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, c.Name))
 		}
 	}
-	sort.Slice(idx.Hosts, func(i, j int) bool { return idx.Hosts[i].Name < idx.Hosts[j].Name })
+	// Host names are unique (a Service's namespace, name and port), so any
+	// sort gives this order.
+	slices.SortFunc(idx.Hosts, func(a, b ir.Host) int { return strings.Compare(a.Name, b.Name) })
 	return idx
 }
 
 // Service returns the Service namespace/name, or nil.
 func (idx *Index) Service(namespace, name string) *corev1.Service {
-	return idx.services[namespace+"/"+name]
+	return idx.services[serviceKey{namespace, name}]
 }
 
 // SortedClusters returns the clusters sorted by name.
@@ -81,7 +96,8 @@ func (idx *Index) SortedClusters() []ir.Cluster {
 	for _, c := range idx.Clusters {
 		out = append(out, *c)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	// Cluster names are unique, so any sort gives this order.
+	slices.SortFunc(out, func(a, b ir.Cluster) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -153,7 +169,13 @@ func protocolOf(sp corev1.ServicePort) ir.Protocol {
 // endpointsFromSlices returns the ready endpoints of the slices' port named
 // portName. A nil ready condition counts as ready, as the API documents.
 func endpointsFromSlices(v versions, slices []*discoveryv1.EndpointSlice, portName string) []ir.Endpoint {
-	var out []ir.Endpoint
+	n := 0
+	for _, s := range slices {
+		for _, ep := range s.Endpoints {
+			n += len(ep.Addresses)
+		}
+	}
+	out := make([]ir.Endpoint, 0, n)
 	for _, s := range slices {
 		if s.AddressType == discoveryv1.AddressTypeFQDN {
 			continue
@@ -283,7 +305,7 @@ func podTargetPort(pod *corev1.Pod, sp corev1.ServicePort) (uint32, bool) {
 // sortedUnique sorts endpoints by zone, address and port, and drops
 // duplicates (an address listed by two slices while they are rebalanced).
 func sortedUnique(eps []ir.Endpoint) []ir.Endpoint {
-	sort.Slice(eps, func(i, j int) bool {
+	less := func(i, j int) bool {
 		if eps[i].Zone != eps[j].Zone {
 			return eps[i].Zone < eps[j].Zone
 		}
@@ -291,7 +313,16 @@ func sortedUnique(eps []ir.Endpoint) []ir.Endpoint {
 			return eps[i].Address < eps[j].Address
 		}
 		return eps[i].Port < eps[j].Port
-	})
+	}
+	// Endpoints in strictly increasing order (the usual case) are what the
+	// sort would give; with ties, the sort decides which duplicate stays.
+	strict := true
+	for i := 1; i < len(eps) && strict; i++ {
+		strict = less(i-1, i)
+	}
+	if !strict {
+		sort.Slice(eps, less)
+	}
 	out := eps[:0]
 	for _, ep := range eps {
 		if n := len(out); n > 0 && ep.Address == out[n-1].Address && ep.Port == out[n-1].Port {

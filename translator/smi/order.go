@@ -3,7 +3,9 @@ package smi
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/weir-mesh/weir/translator/ir"
 	"github.com/weir-mesh/weir/translator/status"
@@ -29,12 +31,15 @@ func resolveConflicts(plans []*splitPlan) {
 
 func sortedByAge(plans []*splitPlan) []*splitPlan {
 	out := append([]*splitPlan(nil), plans...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].ts, out[j].ts
+	slices.SortStableFunc(out, func(x, y *splitPlan) int {
+		a, b := x.ts, y.ts
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+			if a.CreationTimestamp.Before(&b.CreationTimestamp) {
+				return -1
+			}
+			return 1
 		}
-		return a.Name < b.Name
+		return strings.Compare(a.Name, b.Name)
 	})
 	return out
 }
@@ -45,6 +50,9 @@ func sortedByAge(plans []*splitPlan) []*splitPlan {
 // in which splits were listed (namespace/name) and matches were written.
 func orderRoutes(routes []ir.Route) []ir.Route {
 	out := append([]ir.Route(nil), routes...)
+	if len(out) < 2 {
+		return out
+	}
 	sort.SliceStable(out, func(i, j int) bool {
 		return specificity(out[i].Match).moreThan(specificity(out[j].Match))
 	})

@@ -174,6 +174,9 @@ func isMatchAllRegex(re string) bool {
 	return false
 }
 
+// catchAllKey is the matchKey of a split without matches.
+var catchAllKey = matchKey([]ir.Match{{}})
+
 // matchKey is a canonical form of a list of matches, used to detect two
 // splits claiming the same requests.
 func matchKey(ms []ir.Match) string {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -25,7 +26,8 @@ type splitPlan struct {
 	hostBackends map[string][]ir.Backend
 	// backendIndex maps a cluster name to its index in spec.backends.
 	backendIndex map[string]int
-	// standby maps each root host name to the clusters of weight-0 backends.
+	// standby maps each root host name to the clusters of weight-0 backends;
+	// nil if there are none.
 	standby map[string][]string
 }
 
@@ -48,7 +50,6 @@ func planSplit(ts *smiapi.TrafficSplit, groups map[string]group, services *kube.
 		status:       objectStatus(smiapi.TrafficSplitKind, ts.Namespace, ts.Name, ts.Generation),
 		hostBackends: map[string][]ir.Backend{},
 		backendIndex: map[string]int{},
-		standby:      map[string][]string{},
 	}
 	if !p.checkWeights() || !p.resolveMatches(groups) || !p.resolveRoot(services) {
 		return p
@@ -83,7 +84,7 @@ func (p *splitPlan) checkWeights() bool {
 
 func (p *splitPlan) resolveMatches(groups map[string]group) bool {
 	if len(p.ts.Spec.Matches) == 0 {
-		p.key = matchKey([]ir.Match{{}})
+		p.key = catchAllKey
 		return true
 	}
 	for i, ref := range p.ts.Spec.Matches {
@@ -143,6 +144,9 @@ func (p *splitPlan) resolveBackends(services *kube.Index) {
 			}
 			cluster := kube.ClusterName(svc.Namespace, svc.Name, port)
 			if b.Weight == 0 {
+				if p.standby == nil {
+					p.standby = map[string][]string{}
+				}
 				p.standby[host] = append(p.standby[host], cluster)
 				continue
 			}
@@ -173,7 +177,7 @@ func backendPort(svc *corev1.Service, root corev1.ServicePort) (uint32, bool) {
 // ready endpoint.
 func (p *splitPlan) accept(services *kube.Index) {
 	p.status.Set(status.Condition{Type: status.Accepted, Status: status.True, Reason: ReasonAccepted,
-		Message: fmt.Sprintf("routes %s/%s on %d port(s)", p.root.Namespace, p.root.Name, len(p.hostBackends))})
+		Message: "routes " + p.root.Namespace + "/" + p.root.Name + " on " + strconv.Itoa(len(p.hostBackends)) + " port(s)"})
 	p.status.Set(status.Condition{Type: status.ResolvedRefs, Status: status.True, Reason: ReasonResolvedRefs, Message: "all references resolved"})
 	var empty []string
 	seen := map[string]bool{}
@@ -209,5 +213,5 @@ func (p *splitPlan) routes() map[string][]ir.Route {
 }
 
 func (p *splitPlan) routeName(i int) string {
-	return fmt.Sprintf("%s/%s/%s/%d", smiapi.TrafficSplitKind, p.ts.Namespace, p.ts.Name, i)
+	return smiapi.TrafficSplitKind + "/" + p.ts.Namespace + "/" + p.ts.Name + "/" + strconv.Itoa(i)
 }
