@@ -146,7 +146,7 @@ func scaleDown(s *session, sr *scaleRun, c config) error {
 		}
 	}
 	small := min(c.perNamespace, c.services)
-	if err := s.waitHosts(small, 2*time.Minute); err != nil {
+	if err := s.waitHosts(3*small, 2*time.Minute); err != nil { // a root and two versions each
 		return err
 	}
 	if err := s.fleet.quiet(2*time.Second, 5*time.Minute); err != nil {
