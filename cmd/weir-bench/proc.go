@@ -60,6 +60,10 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
+// adminClient bounds every call to an admin endpoint: a wedged weir fails
+// the run instead of hanging it.
+var adminClient = &http.Client{Timeout: 3 * time.Minute}
+
 // weirProc is a `weir serve` running as a child process.
 type weirProc struct {
 	cmd     *exec.Cmd
@@ -138,7 +142,7 @@ func (w *weirProc) stop() {
 func (w *weirProc) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + w.admin + "/readyz")
+		resp, err := adminClient.Get("http://" + w.admin + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -152,7 +156,7 @@ func (w *weirProc) waitReady(timeout time.Duration) error {
 
 // get fetches an admin path.
 func (w *weirProc) get(path string) ([]byte, error) {
-	resp, err := http.Get("http://" + w.admin + path)
+	resp, err := adminClient.Get("http://" + w.admin + path)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +177,7 @@ func (w *weirProc) saveProfile(ctx context.Context, name, path string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		return err
 	}
