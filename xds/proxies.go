@@ -370,6 +370,14 @@ func (t *proxyTracker) byRole() map[string]int {
 	return out
 }
 
+// delta reports whether node is on a delta stream.
+func (t *proxyTracker) delta(nodeID string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.nodes[nodeID]
+	return ps != nil && ps.status.Delta
+}
+
 // expects reports whether publishing a change to the resources changed of
 // typeURL will make node answer: it has asked for the type, and (in delta
 // mode) for one of the changed resources. A nil changed means unknown.

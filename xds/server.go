@@ -17,7 +17,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -79,18 +81,22 @@ type Server struct {
 	timer   *time.Timer
 	now     func() time.Time
 	testFix func(envoy.Proxy, *envoy.Resources) // test-only hook, see SetTestMutator
+	// wire holds one copy of each resource content in use, shared by every
+	// key and step, with its encoding; gen counts updates, to prune it.
+	wire map[wireKey]*wireEntry
+	gen  uint64
 }
 
 // keyState is the desired configuration of every node sharing one proxy key.
 type keyState struct {
-	desired resourceSet // last configuration that passed validation
-	invalid string      // last validation error logged
+	desired *config // last configuration that passed validation
+	invalid string  // last validation error logged
 }
 
 // nodeState is where one node is on its way to its key's configuration.
 type nodeState struct {
 	key       envoy.Proxy
-	published resourceSet // what the cache holds for the node; nil: nothing yet
+	published *config // what the cache holds for the node; nil: nothing yet
 	step      step
 	// pending maps a type URL to the version the node must answer before
 	// the next step; publishedAt bounds the wait.
@@ -139,6 +145,7 @@ func NewServer(opts Options) *Server {
 		keys:  map[envoy.Proxy]*keyState{},
 		nodes: map[string]*nodeState{},
 		now:   time.Now,
+		wire:  map[wireKey]*wireEntry{},
 	}
 	// Non-ADS mode: answer each request with the resources it names, without
 	// waiting for a request to name every resource of the snapshot.
@@ -196,18 +203,15 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ir = in
-	changed := map[envoy.Proxy]bool{}
-	for key, ks := range s.keys {
-		old := ks.desired
-		s.rebuildLocked(key)
-		changed[key] = ks.desired != nil && (old == nil || !old.equal(ks.desired))
-	}
+	s.gen++
+	changed := s.rebuildAllLocked()
 	for _, ns := range s.nodes {
 		if changed[ns.key] {
 			ns.changedAt, ns.parent = changedAt, parent
 		}
 	}
 	s.advanceAllLocked()
+	s.pruneWire()
 }
 
 // Proxies returns the state of every connected proxy, sorted by node id.
@@ -238,7 +242,7 @@ func (s *Server) DesiredVersions(nodeID string) map[string]string {
 	if !ok || s.keys[ns.key] == nil || s.keys[ns.key].desired == nil {
 		return nil
 	}
-	return s.keys[ns.key].desired.versions()
+	return maps.Clone(s.keys[ns.key].desired.versions)
 }
 
 // SetTestMutator installs a hook that may change every configuration after
@@ -250,40 +254,116 @@ func (s *Server) SetTestMutator(f func(envoy.Proxy, *envoy.Resources)) {
 	s.testFix = f
 }
 
+// rebuildAllLocked rebuilds the desired configuration of every key from
+// the current IR, keys in parallel, and reports which keys' changed.
+func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
+	keys := make([]envoy.Proxy, 0, len(s.keys))
+	for key := range s.keys {
+		keys = append(keys, key)
+	}
+	built := make([]resourceSet, len(keys))
+	errs := make([]error, len(keys))
+	lasts := make([]resourceSet, len(keys))
+	for i, key := range keys {
+		lasts[i] = s.keys[key].lastGood()
+	}
+	var hook sync.Mutex // the test mutator need not be safe for concurrent use
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(len(keys), runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				built[i], errs[i] = s.build(keys[i], lasts[i], &hook)
+			}
+		}()
+	}
+	for i := range keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	changed := map[envoy.Proxy]bool{}
+	for i, key := range keys {
+		changed[key] = s.setDesiredLocked(key, built[i], errs[i])
+	}
+	return changed
+}
+
 // rebuildLocked builds the desired configuration of key from the current
-// IR. One that fails validation is logged once and the key keeps its last
-// good configuration.
+// IR.
 func (s *Server) rebuildLocked(key envoy.Proxy) {
-	ks := s.keys[key]
-	if s.ir == nil || ks == nil {
-		return
+	var hook sync.Mutex
+	set, err := s.build(key, s.keys[key].lastGood(), &hook)
+	s.setDesiredLocked(key, set, err)
+}
+
+// lastGood returns the key's last configuration that passed validation,
+// nil if none.
+func (ks *keyState) lastGood() resourceSet {
+	if ks == nil || ks.desired == nil {
+		return nil
+	}
+	return ks.desired.set
+}
+
+// build returns the resources of key from the current IR, validated and
+// hashed; secrets the listeners use that the IR lacks come from last, the
+// key's last good configuration (nil if none). It only reads the Server,
+// so keys build in parallel; hook guards the test mutator.
+func (s *Server) build(key envoy.Proxy, last resourceSet, hook *sync.Mutex) (resourceSet, error) {
+	if s.ir == nil {
+		return nil, nil
 	}
 	res, err := envoy.Build(s.ir, key)
 	if err == nil {
-		res = envoy.WithoutSecrets(res, unavailableSecrets(res, ks.desired))
+		res = envoy.WithoutSecrets(res, unavailableSecrets(res, last))
 	}
 	if err == nil && s.testFix != nil {
+		hook.Lock()
 		s.testFix(key, res)
+		hook.Unlock()
 	}
 	if err == nil && s.testFix == nil {
 		err = envoy.Validate(res)
 	}
-	var set resourceSet
-	if err == nil {
-		set, err = fromResources(res)
+	if err != nil {
+		return nil, err
 	}
-	if err == nil && ks.desired != nil {
-		set.withLastGoodSecrets(res.SecretRefs, ks.desired)
+	set, err := fromResources(res)
+	if err == nil && last != nil {
+		set.withLastGoodSecrets(res.SecretRefs, last)
+	}
+	return set, err
+}
+
+// setDesiredLocked makes set key's desired configuration and reports
+// whether that changed it. A configuration that failed (err) is logged once
+// and the key keeps its last good one; an unchanged one keeps its config,
+// with what nodes share of it.
+func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, err error) bool {
+	ks := s.keys[key]
+	if ks == nil || (set == nil && err == nil) {
+		return false
 	}
 	if err != nil {
 		if ks.invalid != err.Error() {
 			ks.invalid = err.Error()
 			s.log.Error("xds: configuration failed validation; proxies keep the last good one", "role", key.Role, "namespace", key.Namespace, "err", err)
 		}
-		return
+		return false
 	}
 	ks.invalid = ""
-	ks.desired = set
+	if old := ks.desired; old != nil && old.set.equal(set) {
+		s.markInUse(old)
+		return false
+	}
+	if ks.desired != nil {
+		ks.desired.forget()
+	}
+	ks.desired = s.newConfig(set)
+	return true
 }
 
 // registerNode makes sure node has a snapshot before its first watch.
@@ -364,20 +444,16 @@ func (s *Server) advanceLocked(nodeID string) {
 		if ks == nil || ks.desired == nil || !s.settledLocked(nodeID, ns) {
 			return
 		}
-		next, st := nextStep(ns.published, ks.desired, ns.key.Role)
-		if st == stepSettled {
+		m := s.stepTo(ns.published, ks.desired, ns.key.Role)
+		if m.st == stepSettled {
 			ns.step = stepSettled
 			return
 		}
-		if st == stepRetire && ns.step == stepSwitch && s.now().Before(ns.retireAt) {
+		if m.st == stepRetire && ns.step == stepSwitch && s.now().Before(ns.retireAt) {
 			return // the grace timer comes back
 		}
-		var warming []string
-		if st == stepWarm && ns.key.Role == envoy.GRPC {
-			warming = newlyNamed(ns.published, next)
-		}
-		s.publishLocked(nodeID, ns, next, st)
-		ns.warming = warming
+		s.publishLocked(nodeID, ns, m.next, m.st)
+		ns.warming = m.warming
 	}
 }
 
@@ -414,22 +490,23 @@ func (s *Server) settledLocked(nodeID string, ns *nodeState) bool {
 	return true
 }
 
-func (s *Server) publishLocked(nodeID string, ns *nodeState, next resourceSet, st step) {
+func (s *Server) publishLocked(nodeID string, ns *nodeState, next *config, st step) {
 	pending := map[string]string{}
+	delta := s.proxies.delta(nodeID)
 	for _, t := range typeURLs {
-		if ns.published == nil || next.version(t) != ns.published.version(t) {
+		if ns.published == nil || next.versions[t] != ns.published.versions[t] {
 			var changed map[string]bool
-			if ns.published != nil {
-				changed = next.changedNames(ns.published, t)
+			if ns.published != nil && delta {
+				changed = next.changedFrom(ns.published, t)
 			}
 			if s.proxies.expects(nodeID, t, changed) {
-				pending[t] = next.version(t)
+				pending[t] = next.versions[t]
 			}
 		}
 	}
-	span := s.startPush(nodeID, ns, st, next)
+	span := s.startPush(nodeID, ns, st, next.set)
 	defer span.End()
-	if err := s.cache.SetSnapshot(context.Background(), nodeID, next.snapshot()); err != nil {
+	if err := s.cache.SetSnapshot(context.Background(), nodeID, next.snap); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		s.log.Error("xds: set snapshot", "node", nodeID, "err", err)
 		return
@@ -448,7 +525,7 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next resourceSet, s
 		}
 		ns.changedAt = time.Time{}
 	}
-	s.metrics.published(string(ns.key.Role), setSize(next))
+	s.metrics.published(string(ns.key.Role), setSize(next.set))
 	s.log.Debug("xds: published", "node", nodeID, "step", st)
 }
 

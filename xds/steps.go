@@ -2,9 +2,13 @@ package xds
 
 import (
 	"sort"
+	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weir-mesh/weir/translator/envoy"
 )
@@ -194,4 +198,209 @@ func newlyNamed(cur, next resourceSet) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// config is one immutable configuration, with what is derived from it
+// computed once however many nodes it is published to: its versions, its
+// snapshot, and the steps from the configurations nodes have towards it.
+// Nodes of one key move in step, so a thousand of them share one config
+// per step. Only the Server's goroutines holding its mutex touch steps and
+// changed.
+type config struct {
+	set      resourceSet
+	versions map[string]string
+	snap     *snapshot
+	// steps memoizes stepTo from a published config (nil: none yet) to
+	// this one while it is a key's desired configuration; changed memoizes
+	// changedNames from another config, by type.
+	steps   map[*config]stepMemo
+	changed map[*config]map[string]map[string]bool
+}
+
+// stepMemo is one memoized nextStep.
+type stepMemo struct {
+	next    *config // nil when settled
+	st      step
+	warming []string // clusters a gRPC warm step newly names
+}
+
+// stepTo returns the configuration to publish after cur on the way to
+// want, as nextStep does, memoized in want.
+func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
+	if m, ok := want.steps[cur]; ok {
+		return m
+	}
+	var curSet resourceSet
+	if cur != nil {
+		curSet = cur.set
+	}
+	next, st := nextStep(curSet, want.set, role)
+	m := stepMemo{st: st}
+	switch {
+	case st == stepSettled:
+	case cur == nil || st == stepRetire || next.equal(want.set):
+		m.next = want // nextStep returned want itself, or its equal
+	default:
+		m.next = s.newConfig(next)
+	}
+	if st == stepWarm && role == envoy.GRPC && cur != nil {
+		m.warming = newlyNamed(cur.set, m.next.set)
+	}
+	if want.steps == nil {
+		want.steps = map[*config]stepMemo{}
+	}
+	want.steps[cur] = m
+	return m
+}
+
+// changedFrom returns the names of typeURL added, changed or removed from
+// old to c, memoized in c.
+func (c *config) changedFrom(old *config, typeURL string) map[string]bool {
+	if c.changed == nil {
+		c.changed = map[*config]map[string]map[string]bool{}
+	}
+	byType := c.changed[old]
+	if byType == nil {
+		byType = map[string]map[string]bool{}
+		c.changed[old] = byType
+	}
+	names, ok := byType[typeURL]
+	if !ok {
+		names = c.set.changedNames(old.set, typeURL)
+		byType[typeURL] = names
+	}
+	return names
+}
+
+// forget drops the memoized steps and differences, which refer to older
+// configurations, once c is no longer desired.
+func (c *config) forget() {
+	c.steps, c.changed = nil, nil
+}
+
+// wireKey names one resource content: type, name and content hash.
+type wireKey struct{ typeURL, name, hash string }
+
+// wireEntry is the one copy of a resource content that every configuration
+// holding it shares, and its encoding for the wire.
+type wireEntry struct {
+	e    entry
+	wire types.Resource
+	gen  uint64 // the last update that used it
+}
+
+// newConfig wraps set, which it may modify: each entry becomes the shared
+// copy of the same content (so that keys and steps holding equal resources
+// hold them once), and the snapshot is built. set must not be shared yet.
+func (s *Server) newConfig(set resourceSet) *config {
+	c := &config{set: set, versions: set.versions()}
+	snap := &snapshot{versions: c.versions, wire: map[string]map[string]types.ResourceWithTTL{}, set: set}
+	for _, t := range typeURLs {
+		wire := make(map[string]types.ResourceWithTTL, len(set[t]))
+		for name, e := range set[t] {
+			k := wireKey{t, name, e.hash}
+			w := s.wire[k]
+			if w == nil {
+				w = &wireEntry{e: e, wire: encoded(e.res)}
+				s.wire[k] = w
+			}
+			w.gen = s.gen
+			set[t][name] = w.e
+			wire[name] = types.ResourceWithTTL{Resource: w.wire}
+		}
+		snap.wire[t] = wire
+	}
+	c.snap = snap
+	return c
+}
+
+// markInUse marks c's shared copies as used by this update.
+func (s *Server) markInUse(c *config) {
+	for t, m := range c.set {
+		for name, e := range m {
+			if w := s.wire[wireKey{t, name, e.hash}]; w != nil {
+				w.gen = s.gen
+			}
+		}
+	}
+}
+
+// pruneWire forgets the shared copies no update used lately; configurations
+// that still hold one keep it.
+func (s *Server) pruneWire() {
+	for k, w := range s.wire {
+		if w.gen+2 < s.gen {
+			delete(s.wire, k)
+		}
+	}
+}
+
+// encoded returns a message of m's type that holds m's deterministic
+// encoding as unknown fields: encoding it again is a copy, the same bytes
+// go-control-plane would produce from m. If m does not encode (never for
+// generated Envoy types), m itself is returned.
+func encoded(m types.Resource) types.Resource {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return m
+	}
+	w := m.ProtoReflect().Type().New()
+	w.SetUnknown(b)
+	return w.Interface()
+}
+
+// snapshot is a config as go-control-plane's cache serves it. State of the
+// world responses are encoded from the pre-encoded copies (one encoding
+// per resource, not one per resource per node); delta responses, the
+// resources' names and tests read the messages themselves. Both encode to
+// the same bytes. It is immutable but for what it computes once.
+type snapshot struct {
+	versions map[string]string
+	wire     map[string]map[string]types.ResourceWithTTL
+	set      resourceSet
+
+	once       sync.Once
+	messages   map[string]map[string]types.Resource
+	versionMap map[string]map[string]string
+}
+
+var _ cachev3.ResourceSnapshot = (*snapshot)(nil)
+
+// GetVersion returns the version of a type ("" for a type weir does not
+// serve).
+func (sn *snapshot) GetVersion(typeURL string) string { return sn.versions[typeURL] }
+
+// GetResourcesAndTTL returns the pre-encoded resources, which go-control-plane
+// marshals into state-of-the-world responses.
+func (sn *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
+	return sn.wire[typeURL]
+}
+
+// GetResources returns the resources by name.
+func (sn *snapshot) GetResources(typeURL string) map[string]types.Resource {
+	sn.init()
+	return sn.messages[typeURL]
+}
+
+// ConstructVersionMap does nothing: the versions are the content hashes.
+func (sn *snapshot) ConstructVersionMap() error { return nil }
+
+// GetVersionMap returns each resource's content hash, by name.
+func (sn *snapshot) GetVersionMap(typeURL string) map[string]string {
+	sn.init()
+	return sn.versionMap[typeURL]
+}
+
+func (sn *snapshot) init() {
+	sn.once.Do(func() {
+		sn.messages = map[string]map[string]types.Resource{}
+		sn.versionMap = map[string]map[string]string{}
+		for t, m := range sn.set {
+			msgs, versions := make(map[string]types.Resource, len(m)), make(map[string]string, len(m))
+			for name, e := range m {
+				msgs[name], versions[name] = e.res, e.hash
+			}
+			sn.messages[t], sn.versionMap[t] = msgs, versions
+		}
+	})
 }
