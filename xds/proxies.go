@@ -3,12 +3,16 @@ package xds
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -150,6 +154,9 @@ type Nack struct {
 type subscription struct {
 	wildcard bool
 	names    map[string]bool
+	// shared is the interned set names is, kept alive (see nameSets); nil
+	// if names is the proxy's own.
+	shared *nameSet
 }
 
 // proxyState is the tracker's record of one node.
@@ -176,10 +183,11 @@ type proxyTracker struct {
 	mu      sync.Mutex
 	nodes   map[string]*proxyState
 	streams map[int64]string
+	sets    *nameSets
 }
 
 func newProxyTracker(log *slog.Logger) *proxyTracker {
-	return &proxyTracker{log: log, nodes: map[string]*proxyState{}, streams: map[int64]string{}}
+	return &proxyTracker{log: log, nodes: map[string]*proxyState{}, streams: map[int64]string{}, sets: newNameSets()}
 }
 
 // known reports whether stream id is bound to a node.
@@ -237,7 +245,7 @@ func (t *proxyTracker) request(id int64, r request) (nodeID string, answered boo
 	if ps == nil {
 		return nodeID, false, ""
 	}
-	ps.subscribe(r)
+	ps.subscribe(r, t.sets)
 	if r.nonce == "" {
 		return nodeID, false, ""
 	}
@@ -269,7 +277,10 @@ type request struct {
 	unsubscribe               []string
 }
 
-func (ps *proxyState) subscribe(r request) {
+// subscribe records what a request asks for. Name sets are never modified
+// once made (a change makes a new one), so responses and ACKs share them,
+// and SotW proxies asking for the same names share one set.
+func (ps *proxyState) subscribe(r request, sets *nameSets) {
 	sub, ok := ps.subs[r.typeURL]
 	if !ok {
 		sub = &subscription{names: map[string]bool{}}
@@ -278,28 +289,137 @@ func (ps *proxyState) subscribe(r request) {
 	}
 	if !r.delta {
 		prev := sub.names
-		sub.wildcard, sub.names = len(r.names) == 0, map[string]bool{}
+		sub.wildcard = len(r.names) == 0
+		if !sameNames(prev, r.names) {
+			sub.shared = sets.intern(r.names)
+			sub.names = sub.shared.set
+		}
+		var again []string // must be ACKed again
 		for _, n := range r.names {
-			sub.names[n] = true
 			if !prev[n] {
-				delete(ps.ackedNames[r.typeURL], n) // must be ACKed again
+				again = append(again, n)
 			}
 		}
+		ps.forgetAcked(r.typeURL, again)
 		return
 	}
+	ps.forgetAcked(r.typeURL, r.subscribe)
+	if len(r.subscribe)+len(r.unsubscribe) == 0 {
+		return
+	}
+	names := maps.Clone(sub.names)
 	for _, n := range r.subscribe {
-		delete(ps.ackedNames[r.typeURL], n)
 		if n == "*" {
 			sub.wildcard = true
 		}
-		sub.names[n] = true
+		names[n] = true
 	}
 	for _, n := range r.unsubscribe {
 		if n == "*" {
 			sub.wildcard = false
 		}
-		delete(sub.names, n)
+		delete(names, n)
 	}
+	sub.names, sub.shared = names, nil
+}
+
+// forgetAcked drops names from the ACKed names of typeURL, copying the set
+// if it holds any of them.
+func (ps *proxyState) forgetAcked(typeURL string, names []string) {
+	acked := ps.ackedNames[typeURL]
+	for i, n := range names {
+		if acked[n] {
+			acked = maps.Clone(acked)
+			for _, n := range names[i:] {
+				delete(acked, n)
+			}
+			ps.ackedNames[typeURL] = acked
+			return
+		}
+	}
+}
+
+// sameNames reports whether set holds exactly names.
+func sameNames(set map[string]bool, names []string) bool {
+	if len(set) != len(names) {
+		return false
+	}
+	for _, n := range names {
+		if !set[n] {
+			return false
+		}
+	}
+	return true
+}
+
+// nameSets interns SotW subscriptions: a thousand sidecars ask for the
+// same thousands of endpoint names, and weir holds them once. A set lives
+// as long as a proxy holds it. Safe for concurrent use.
+type nameSets struct {
+	mu   sync.Mutex
+	seed maphash.Seed
+	sets map[uint64]weak.Pointer[nameSet]
+}
+
+// nameSet is one interned subscription: the names as asked for, and as a
+// set. Neither is ever modified.
+type nameSet struct {
+	names []string
+	set   map[string]bool
+}
+
+func newNameSets() *nameSets {
+	return &nameSets{seed: maphash.MakeSeed(), sets: map[uint64]weak.Pointer[nameSet]{}}
+}
+
+// intern returns a set holding exactly names, shared with every proxy that
+// asked for the same names in the same order. It stays shared while a
+// holder keeps the returned pointer.
+func (s *nameSets) intern(names []string) *nameSet {
+	if len(names) == 0 {
+		return &nameSet{set: map[string]bool{}}
+	}
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, n := range names {
+		h.WriteString(n)
+		h.WriteByte(0)
+	}
+	key := h.Sum64()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.sets[key].Value(); p != nil && slices.Equal(p.names, names) {
+		return p
+	}
+	ns := &nameSet{names: slices.Clone(names), set: make(map[string]bool, len(names))}
+	for _, n := range ns.names {
+		ns.set[n] = true
+	}
+	if len(s.sets) > 1024 {
+		for k, wp := range s.sets {
+			if wp.Value() == nil {
+				delete(s.sets, k)
+			}
+		}
+	}
+	s.sets[key] = weak.Make(ns)
+	return ns
+}
+
+// sharedNames returns the interned names stream id's node subscribes to
+// for typeURL if they equal names (so that the request can hold them
+// instead of its own copy), else nil.
+func (t *proxyTracker) sharedNames(id int64, typeURL string, names []string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.nodes[t.streams[id]]
+	if ps == nil || ps.subs[typeURL] == nil || ps.subs[typeURL].shared == nil {
+		return nil
+	}
+	if shared := ps.subs[typeURL].shared.names; slices.Equal(shared, names) {
+		return shared
+	}
+	return nil
 }
 
 // response records one response sent to stream id.
@@ -322,10 +442,7 @@ func (t *proxyTracker) response(id int64, typeURL, version, nonce string) {
 	}
 	var names map[string]bool
 	if sub := ps.subs[typeURL]; sub != nil && !sub.wildcard {
-		names = map[string]bool{}
-		for n := range sub.names {
-			names[n] = true
-		}
+		names = sub.names // never modified: see subscribe
 	}
 	ps.sentNames[typeURL][nonce] = names
 }
@@ -467,6 +584,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
 			nacked, err := onRequest(id, req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
 				errDetail: req.GetErrorDetail().GetMessage(), names: req.GetResourceNames()})
+			// The stream keeps its last request: hold the names once for
+			// every proxy that asks for the same ones.
+			if shared := s.proxies.sharedNames(id, req.GetTypeUrl(), req.GetResourceNames()); shared != nil {
+				req.ResourceNames = shared
+			}
 			if nacked != "" {
 				// The request carries the last version the proxy accepted, and
 				// the cache would answer it with the rejected one at once, in a

@@ -262,6 +262,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 		keys = append(keys, key)
 	}
 	built := make([]resourceSet, len(keys))
+	encodings := make([]map[wireKey][]byte, len(keys))
 	errs := make([]error, len(keys))
 	lasts := make([]resourceSet, len(keys))
 	for i, key := range keys {
@@ -275,7 +276,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				built[i], errs[i] = s.build(keys[i], lasts[i], &hook)
+				built[i], encodings[i], errs[i] = s.build(keys[i], lasts[i], &hook)
 			}
 		}()
 	}
@@ -286,7 +287,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 	wg.Wait()
 	changed := map[envoy.Proxy]bool{}
 	for i, key := range keys {
-		changed[key] = s.setDesiredLocked(key, built[i], errs[i])
+		changed[key] = s.setDesiredLocked(key, built[i], encodings[i], errs[i])
 	}
 	return changed
 }
@@ -295,8 +296,8 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 // IR.
 func (s *Server) rebuildLocked(key envoy.Proxy) {
 	var hook sync.Mutex
-	set, err := s.build(key, s.keys[key].lastGood(), &hook)
-	s.setDesiredLocked(key, set, err)
+	set, encodings, err := s.build(key, s.keys[key].lastGood(), &hook)
+	s.setDesiredLocked(key, set, encodings, err)
 }
 
 // lastGood returns the key's last configuration that passed validation,
@@ -309,12 +310,13 @@ func (ks *keyState) lastGood() resourceSet {
 }
 
 // build returns the resources of key from the current IR, validated and
-// hashed; secrets the listeners use that the IR lacks come from last, the
-// key's last good configuration (nil if none). It only reads the Server,
-// so keys build in parallel; hook guards the test mutator.
-func (s *Server) build(key envoy.Proxy, last resourceSet, hook *sync.Mutex) (resourceSet, error) {
+// hashed, and their encodings; secrets the listeners use that the IR
+// lacks come from last, the key's last good configuration (nil if none).
+// It only reads the Server, so keys build in parallel; hook guards the
+// test mutator.
+func (s *Server) build(key envoy.Proxy, last resourceSet, hook *sync.Mutex) (resourceSet, map[wireKey][]byte, error) {
 	if s.ir == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	res, err := envoy.Build(s.ir, key)
 	if err == nil {
@@ -329,20 +331,20 @@ func (s *Server) build(key envoy.Proxy, last resourceSet, hook *sync.Mutex) (res
 		err = envoy.Validate(res)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	set, err := fromResources(res)
+	set, encodings, err := encodedResources(res)
 	if err == nil && last != nil {
 		set.withLastGoodSecrets(res.SecretRefs, last)
 	}
-	return set, err
+	return set, encodings, err
 }
 
 // setDesiredLocked makes set key's desired configuration and reports
 // whether that changed it. A configuration that failed (err) is logged once
 // and the key keeps its last good one; an unchanged one keeps its config,
 // with what nodes share of it.
-func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, err error) bool {
+func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, encodings map[wireKey][]byte, err error) bool {
 	ks := s.keys[key]
 	if ks == nil || (set == nil && err == nil) {
 		return false
@@ -362,7 +364,7 @@ func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, err error) b
 	if ks.desired != nil {
 		ks.desired.forget()
 	}
-	ks.desired = s.newConfig(set)
+	ks.desired = s.newConfig(set, encodings)
 	return true
 }
 

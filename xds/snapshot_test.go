@@ -53,3 +53,26 @@ func TestSnapshotEncodesLikeTheMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodedResourcesHashLikeFromResources guards the one place that
+// hashes encodings it keeps against drifting from fromResources.
+func TestEncodedResourcesHashLikeFromResources(t *testing.T) {
+	res, err := envoy.Build(twoVersions(90, 10), envoy.Proxy{Role: envoy.Sidecar, OutboundAddress: "127.0.0.1", OutboundPort: 15001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := fromResources(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, encodings, err := encodedResources(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.equal(want) || !want.equal(got) {
+		t.Error("encodedResources and fromResources hash differently")
+	}
+	if len(encodings) != setSize(got) {
+		t.Errorf("%d encodings for %d resources", len(encodings), setSize(got))
+	}
+}

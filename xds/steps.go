@@ -1,6 +1,10 @@
 package xds
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 
@@ -241,7 +245,7 @@ func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
 	case cur == nil || st == stepRetire || next.equal(want.set):
 		m.next = want // nextStep returned want itself, or its equal
 	default:
-		m.next = s.newConfig(next)
+		m.next = s.newConfig(next, nil)
 	}
 	if st == stepWarm && role == envoy.GRPC && cur != nil {
 		m.warming = newlyNamed(cur.set, m.next.set)
@@ -292,7 +296,8 @@ type wireEntry struct {
 // newConfig wraps set, which it may modify: each entry becomes the shared
 // copy of the same content (so that keys and steps holding equal resources
 // hold them once), and the snapshot is built. set must not be shared yet.
-func (s *Server) newConfig(set resourceSet) *config {
+// encodings, if not nil, hold resources' encodings already made.
+func (s *Server) newConfig(set resourceSet, encodings map[wireKey][]byte) *config {
 	c := &config{set: set, versions: set.versions()}
 	snap := &snapshot{versions: c.versions, wire: map[string]map[string]types.ResourceWithTTL{}, set: set}
 	for _, t := range typeURLs {
@@ -301,7 +306,11 @@ func (s *Server) newConfig(set resourceSet) *config {
 			k := wireKey{t, name, e.hash}
 			w := s.wire[k]
 			if w == nil {
-				w = &wireEntry{e: e, wire: encoded(e.res)}
+				b, ok := encodings[k]
+				if !ok {
+					b = encode(e.res)
+				}
+				w = &wireEntry{e: e, wire: unknownOnly(e.res, b)}
 				s.wire[k] = w
 			}
 			w.gen = s.gen
@@ -325,28 +334,80 @@ func (s *Server) markInUse(c *config) {
 	}
 }
 
-// pruneWire forgets the shared copies no update used lately; configurations
-// that still hold one keep it.
+// pruneWire forgets the shared copies this update did not use;
+// configurations that still hold one keep it.
 func (s *Server) pruneWire() {
 	for k, w := range s.wire {
-		if w.gen+2 < s.gen {
+		if w.gen < s.gen {
 			delete(s.wire, k)
 		}
 	}
 }
 
-// encoded returns a message of m's type that holds m's deterministic
-// encoding as unknown fields: encoding it again is a copy, the same bytes
-// go-control-plane would produce from m. If m does not encode (never for
-// generated Envoy types), m itself is returned.
-func encoded(m types.Resource) types.Resource {
+// encode returns m's deterministic encoding, nil if it does not encode
+// (never for generated Envoy types).
+func encode(m types.Resource) []byte {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// unknownOnly returns a message of m's type that holds b, m's
+// deterministic encoding, as unknown fields: encoding it again is a copy,
+// the same bytes go-control-plane would produce from m. With no encoding,
+// m itself is returned.
+func unknownOnly(m types.Resource, b []byte) types.Resource {
+	if b == nil {
 		return m
 	}
 	w := m.ProtoReflect().Type().New()
 	w.SetUnknown(b)
 	return w.Interface()
+}
+
+// encodedResources is fromResources keeping each resource's encoding, so
+// that newConfig need not encode it again.
+func encodedResources(r *envoy.Resources) (resourceSet, map[wireKey][]byte, error) {
+	s := newResourceSet()
+	encodings := map[wireKey][]byte{}
+	add := func(t, name string, m proto.Message) error {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("hash %T: %w", m, err)
+		}
+		e := entry{res: m, hash: hashOf(b)}
+		s[t][name] = e
+		encodings[wireKey{t, name, e.hash}] = b
+		return nil
+	}
+	var err error
+	for _, l := range r.Listeners {
+		err = errors.Join(err, add(resourcev3.ListenerType, l.Name, l))
+	}
+	for _, rc := range r.Routes {
+		err = errors.Join(err, add(resourcev3.RouteType, rc.Name, rc))
+	}
+	for _, c := range r.Clusters {
+		err = errors.Join(err, add(resourcev3.ClusterType, c.Name, c))
+	}
+	for _, e := range r.Endpoints {
+		err = errors.Join(err, add(resourcev3.EndpointType, e.ClusterName, e))
+	}
+	for _, sec := range r.Secrets {
+		err = errors.Join(err, add(resourcev3.SecretType, sec.Name, sec))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, encodings, nil
+}
+
+// hashOf is hashMessage of the message whose encoding is b.
+func hashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // snapshot is a config as go-control-plane's cache serves it. State of the
