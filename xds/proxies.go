@@ -406,6 +406,19 @@ func (s *nameSets) intern(names []string) *nameSet {
 	return ns
 }
 
+// subscription returns the interned names node asks for of typeURL on a
+// SotW stream; nil if it asks for all (wildcard), is on a delta stream, or
+// is unknown.
+func (t *proxyTracker) subscription(nodeID, typeURL string) *nameSet {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.nodes[nodeID]
+	if ps == nil || ps.status.Delta || ps.subs[typeURL] == nil || ps.subs[typeURL].wildcard {
+		return nil
+	}
+	return ps.subs[typeURL].shared
+}
+
 // sharedNames returns the interned names stream id's node subscribes to
 // for typeURL if they equal names (so that the request can hold them
 // instead of its own copy), else nil.

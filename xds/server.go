@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"runtime"
 	"sync"
@@ -242,7 +241,17 @@ func (s *Server) DesiredVersions(nodeID string) map[string]string {
 	if !ok || s.keys[ns.key] == nil || s.keys[ns.key].desired == nil {
 		return nil
 	}
-	return maps.Clone(s.keys[ns.key].desired.versions)
+	out := make(map[string]string, len(typeURLs))
+	for _, t := range typeURLs {
+		out[t] = s.nodeVersion(nodeID, s.keys[ns.key].desired, t)
+	}
+	return out
+}
+
+// nodeVersion is the version of typeURL node sees in c: c's, unless the
+// node asks for a few names on a SotW stream (see snapshot.versionFor).
+func (s *Server) nodeVersion(nodeID string, c *config, typeURL string) string {
+	return c.snap.versionFor(typeURL, s.proxies.subscription(nodeID, typeURL))
 }
 
 // SetTestMutator installs a hook that may change every configuration after
@@ -496,19 +505,20 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next *config, st st
 	pending := map[string]string{}
 	delta := s.proxies.delta(nodeID)
 	for _, t := range typeURLs {
-		if ns.published == nil || next.versions[t] != ns.published.versions[t] {
+		v := s.nodeVersion(nodeID, next, t)
+		if ns.published == nil || v != s.nodeVersion(nodeID, ns.published, t) {
 			var changed map[string]bool
 			if ns.published != nil && delta {
 				changed = next.changedFrom(ns.published, t)
 			}
 			if s.proxies.expects(nodeID, t, changed) {
-				pending[t] = next.versions[t]
+				pending[t] = v
 			}
 		}
 	}
 	span := s.startPush(nodeID, ns, st, next.set)
 	defer span.End()
-	if err := s.cache.SetSnapshot(context.Background(), nodeID, next.snap); err != nil {
+	if err := s.cache.SetSnapshot(context.Background(), nodeID, &nodeView{snapshot: next.snap, node: nodeID, tracker: s.proxies}); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		s.log.Error("xds: set snapshot", "node", nodeID, "err", err)
 		return

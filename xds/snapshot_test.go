@@ -3,9 +3,12 @@ package xds
 import (
 	"testing"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weir-mesh/weir/translator/envoy"
+	"github.com/weir-mesh/weir/translator/ir"
 )
 
 // TestSnapshotEncodesLikeTheMessages checks that the pre-encoded copies
@@ -22,7 +25,7 @@ func TestSnapshotEncodesLikeTheMessages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		snaps[id] = rs.(*snapshot)
+		snaps[id] = rs.(*nodeView).snapshot
 	}
 	det := proto.MarshalOptions{Deterministic: true}
 	for id, snap := range snaps {
@@ -74,5 +77,40 @@ func TestEncodedResourcesHashLikeFromResources(t *testing.T) {
 	}
 	if len(encodings) != setSize(got) {
 		t.Errorf("%d encodings for %d resources", len(encodings), setSize(got))
+	}
+}
+
+// TestNarrowSubscriptionVersions checks that a SotW proxy asking for some
+// of the endpoints sees a new version only when one of those changes.
+func TestNarrowSubscriptionVersions(t *testing.T) {
+	mesh := func(addrA, addrC string) *ir.IR {
+		in := twoVersions(90, 10)
+		in.Hosts = append(in.Hosts, ir.Host{Name: "zz.default.svc.cluster.local:80", Service: "zz", Namespace: "default", Port: 80,
+			Routes: []ir.Route{{Name: "zz", Backends: []ir.Backend{{Cluster: "c", Weight: 1}, {Cluster: "d", Weight: 1}}}}})
+		in.Clusters[0].Endpoints[0].Address = addrA
+		for _, c := range []string{"c", "d"} {
+			in.Clusters = append(in.Clusters, ir.Cluster{Name: c, Endpoints: []ir.Endpoint{{Address: addrC, Port: 8080}}})
+		}
+		return in
+	}
+	s := quietServer(0)
+	s.Update(mesh("10.0.0.1", "10.0.0.3"))
+	cb := s.callbacks()
+	n := node(t, "n1", map[string]any{MetaRole: string(envoy.GRPC)})
+	eds := resourcev3.EndpointType
+	if err := cb.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{Node: n, TypeUrl: eds, ResourceNames: []string{"a", "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.SnapshotVersions("n1")[eds]
+	s.Update(mesh("10.0.0.1", "10.0.0.4"))
+	if got := s.SnapshotVersions("n1")[eds]; got != before {
+		t.Error("endpoints the proxy did not ask for changed its version")
+	}
+	if got := s.DesiredVersions("n1")[eds]; got != before {
+		t.Error("the desired version differs from the published one")
+	}
+	s.Update(mesh("10.0.0.2", "10.0.0.4"))
+	if got := s.SnapshotVersions("n1")[eds]; got == before {
+		t.Error("endpoints the proxy asked for changed and its version did not")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -423,6 +424,103 @@ type snapshot struct {
 	once       sync.Once
 	messages   map[string]map[string]types.Resource
 	versionMap map[string]map[string]string
+
+	mu sync.Mutex
+	// narrowed holds, by type and subscription, the encoded resources a
+	// proxy asking for a few names gets, and their version (see nodeView).
+	narrowed        map[narrowKey]map[string]types.ResourceWithTTL
+	narrowedVersion map[narrowKey]string
+}
+
+// narrows reports whether a proxy asking for names (nil: all) of a type
+// with total resources gets a narrowed view: few names, on a SotW stream.
+func narrows(names *nameSet, total int) bool {
+	return names != nil && 2*len(names.names) <= total
+}
+
+// versionFor returns the version of typeURL for a proxy asking for names
+// (nil: all): the configuration's, or for a narrowed view a hash of the
+// resources it names, so that a change to other resources is no change to
+// it (state-of-the-world versions are per type, and an unchanged version
+// sends nothing).
+func (sn *snapshot) versionFor(typeURL string, names *nameSet) string {
+	if !narrows(names, len(sn.wire[typeURL])) {
+		return sn.versions[typeURL]
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	k := narrowKey{typeURL, names}
+	if v, ok := sn.narrowedVersion[k]; ok {
+		return v
+	}
+	sorted := slices.Clone(names.names)
+	slices.Sort(sorted)
+	h := sha256.New()
+	for _, n := range slices.Compact(sorted) {
+		if e, ok := sn.set[typeURL][n]; ok {
+			fmt.Fprintf(h, "%s\x00%s\x00", n, e.hash)
+		}
+	}
+	v := hex.EncodeToString(h.Sum(nil))[:16]
+	if sn.narrowedVersion == nil {
+		sn.narrowedVersion = map[narrowKey]string{}
+	}
+	sn.narrowedVersion[k] = v
+	return v
+}
+
+type narrowKey struct {
+	typeURL string
+	names   *nameSet
+}
+
+// narrow returns the encoded resources of typeURL that names holds,
+// computed once per subscription.
+func (sn *snapshot) narrow(typeURL string, names *nameSet) map[string]types.ResourceWithTTL {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	k := narrowKey{typeURL, names}
+	if m, ok := sn.narrowed[k]; ok {
+		return m
+	}
+	all := sn.wire[typeURL]
+	m := make(map[string]types.ResourceWithTTL, len(names.names))
+	for _, n := range names.names {
+		if r, ok := all[n]; ok {
+			m[n] = r
+		}
+	}
+	if sn.narrowed == nil {
+		sn.narrowed = map[narrowKey]map[string]types.ResourceWithTTL{}
+	}
+	sn.narrowed[k] = m
+	return m
+}
+
+// nodeView is one node's view of a snapshot. go-control-plane sizes what
+// it keeps of each state-of-the-world response by every resource of the
+// type, though the proxy asked for a few (a gRPC client of one service
+// among thousands); the view hands it only the resources the node's
+// current subscription names, which is all a response to it can hold.
+type nodeView struct {
+	*snapshot
+	node    string
+	tracker *proxyTracker
+}
+
+// GetResourcesAndTTL returns the encoded resources the node asked for.
+func (v *nodeView) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
+	all := v.snapshot.GetResourcesAndTTL(typeURL)
+	names := v.tracker.subscription(v.node, typeURL)
+	if !narrows(names, len(all)) {
+		return all
+	}
+	return v.snapshot.narrow(typeURL, names)
+}
+
+// GetVersion returns the version of what the node asked for.
+func (v *nodeView) GetVersion(typeURL string) string {
+	return v.snapshot.versionFor(typeURL, v.tracker.subscription(v.node, typeURL))
 }
 
 var _ cachev3.ResourceSnapshot = (*snapshot)(nil)
