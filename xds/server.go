@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -84,6 +85,13 @@ type Server struct {
 	// key and step, with its encoding; gen counts updates, to prune it.
 	wire map[wireKey]*wireEntry
 	gen  uint64
+	// size is the number of resources of the keys' desired configurations
+	// and peak its largest since memory was last handed back; freeMemory
+	// hands it back (debug.FreeOSMemory; tests count calls).
+	size, peak int
+	freeMemory func()
+	freeAfter  time.Duration // freeDelay; tests shorten it
+	freeTimer  *time.Timer   // pending freeMemory, postponed by updates
 }
 
 // keyState is the desired configuration of every node sharing one proxy key.
@@ -139,12 +147,14 @@ func NewServer(opts Options) *Server {
 		opts.MaxMessageBytes = 4 << 20
 	}
 	s := &Server{
-		opts:  opts,
-		log:   opts.Logger,
-		keys:  map[envoy.Proxy]*keyState{},
-		nodes: map[string]*nodeState{},
-		now:   time.Now,
-		wire:  map[wireKey]*wireEntry{},
+		opts:       opts,
+		log:        opts.Logger,
+		keys:       map[envoy.Proxy]*keyState{},
+		nodes:      map[string]*nodeState{},
+		now:        time.Now,
+		wire:       map[wireKey]*wireEntry{},
+		freeMemory: debug.FreeOSMemory,
+		freeAfter:  freeDelay,
 	}
 	// Non-ADS mode: answer each request with the resources it names, without
 	// waiting for a request to name every resource of the snapshot.
@@ -209,8 +219,24 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 			ns.changedAt, ns.parent = changedAt, parent
 		}
 	}
+	s.sizeLocked()
+	if s.freeTimer != nil {
+		s.freeTimer.Reset(s.freeAfter) // the configuration is still moving
+	}
 	s.advanceAllLocked()
 	s.pruneWire()
+}
+
+// sizeLocked updates size and peak from the keys' desired
+// configurations.
+func (s *Server) sizeLocked() {
+	s.size = 0
+	for _, ks := range s.keys {
+		if ks.desired != nil {
+			s.size += setSize(ks.desired.set)
+		}
+	}
+	s.peak = max(s.peak, s.size)
 }
 
 // Proxies returns the state of every connected proxy, sorted by node id.
@@ -390,6 +416,7 @@ func (s *Server) registerNode(node *corev3.Node, key envoy.Proxy) {
 	if _, ok := s.keys[key]; !ok {
 		s.keys[key] = &keyState{}
 		s.rebuildLocked(key)
+		s.sizeLocked()
 	}
 	s.advanceLocked(id)
 	s.scheduleLocked()
@@ -411,6 +438,7 @@ func (s *Server) forgetNode(nodeID string) {
 		}
 	}
 	delete(s.keys, ns.key)
+	s.sizeLocked()
 }
 
 // answered is called when a node ACKed or NACKed something.
@@ -457,7 +485,10 @@ func (s *Server) advanceLocked(nodeID string) {
 		}
 		m := s.stepTo(ns.published, ks.desired, ns.key.Role)
 		if m.st == stepSettled {
-			ns.step = stepSettled
+			if ns.step != stepSettled {
+				ns.step = stepSettled
+				s.forgetStepsLocked(ns.key)
+			}
 			return
 		}
 		if m.st == stepRetire && ns.step == stepSwitch && s.now().Before(ns.retireAt) {
@@ -466,6 +497,49 @@ func (s *Server) advanceLocked(nodeID string) {
 		s.publishLocked(nodeID, ns, m.next, m.st)
 		ns.warming = m.warming
 	}
+}
+
+// forgetStepsLocked drops the memoized steps towards key's desired
+// configuration once every node of the key has it: they hold the
+// configurations the nodes came from, which would otherwise outlive them.
+func (s *Server) forgetStepsLocked(key envoy.Proxy) {
+	ks := s.keys[key]
+	if ks == nil || ks.desired == nil {
+		return
+	}
+	for _, ns := range s.nodes {
+		if ns.key == key && ns.published != ks.desired {
+			return
+		}
+	}
+	ks.desired.forget()
+	s.shrunkLocked()
+}
+
+// freeDelay is how long the configuration must stay put after shrinking
+// before memory is handed back: a mesh scaled down in many edits settles
+// once, at the end.
+const freeDelay = 10 * time.Second
+
+// shrunkLocked hands memory back to the system freeDelay after the
+// configuration shrank to less than half its peak and every node has the
+// smaller one: the Go runtime would otherwise keep the larger heap's
+// memory, collecting only when allocation reaches that heap's goal.
+func (s *Server) shrunkLocked() {
+	if 2*s.size >= s.peak || s.freeTimer != nil {
+		return
+	}
+	for _, ns := range s.nodes {
+		if ks := s.keys[ns.key]; ks == nil || ns.published != ks.desired {
+			return
+		}
+	}
+	s.freeTimer = time.AfterFunc(s.freeAfter, func() {
+		s.mu.Lock()
+		s.freeTimer, s.peak = nil, s.size
+		s.mu.Unlock()
+		s.freeMemory()
+	})
 }
 
 // grpcWarmDwell is how long a gRPC warm step stays before the switch:
@@ -597,5 +671,9 @@ func (s *Server) stopTimer() {
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
+	}
+	if s.freeTimer != nil {
+		s.freeTimer.Stop()
+		s.freeTimer = nil
 	}
 }
