@@ -29,10 +29,10 @@ type config struct {
 
 	services        int // the scale run
 	latencyServices int // the weight-change latency run
-	smallServices   int // the scale-down target and fresh start
 	envoyServices   int
 	perNamespace    int
-	proxies         int // raw sidecars (SotW)
+	proxies         int // raw sidecars (SotW) in the latency run; all proxies in the scale run
+	scaleSidecars   int // full sidecars among the scale run's proxies
 	proxyNamespaces int // namespaces the sidecars are spread over
 	deltaProxies    int
 	grpcRaw         int
@@ -40,12 +40,14 @@ type config struct {
 	rounds          int
 	burst           int
 	batch           int
-	connectTimeout  time.Duration
-	peerSizes       string
-	peerClients     int
-	skip            map[string]bool
-	weirArgs        []string
-	command         string
+	// scaleDownTimeout bounds the wait for the scale run's scale-down.
+	scaleDownTimeout time.Duration
+	connectTimeout   time.Duration
+	peerSizes        string
+	peerClients      int
+	skip             map[string]bool
+	weirArgs         []string
+	command          string
 }
 
 func main() {
@@ -64,10 +66,11 @@ func main() {
 	flag.StringVar(&c.findings, "findings", "bench/findings.md", "Markdown notes on the profiles to include")
 	flag.IntVar(&c.services, "services", 10000, "services in the scale run")
 	flag.IntVar(&c.latencyServices, "latency-services", 1000, "services in the weight-change latency run")
-	flag.IntVar(&c.smallServices, "small-services", 100, "services after scaling down, and in the fresh start compared with it")
+	flag.DurationVar(&c.scaleDownTimeout, "scale-down-timeout", 90*time.Second, "longest wait for the scale run's scale-down to the first namespace")
 	flag.IntVar(&c.envoyServices, "envoy-services", 1000, "services in the real-Envoy run")
 	flag.IntVar(&c.perNamespace, "per-namespace", 100, "services per namespace")
-	flag.IntVar(&c.proxies, "proxies", 1000, "raw sidecar clients (state of the world)")
+	flag.IntVar(&c.proxies, "proxies", 1000, "raw sidecar clients (state of the world) in the latency run; proxies in all in the scale run")
+	flag.IntVar(&c.scaleSidecars, "scale-sidecars", 100, "full SotW sidecars among the scale run's proxies; the others are proxyless clients of one service each")
 	flag.IntVar(&c.proxyNamespaces, "proxy-namespaces", 10, "namespaces the sidecars are spread over")
 	flag.IntVar(&c.deltaProxies, "delta-proxies", 20, "raw sidecar clients on delta xDS")
 	flag.IntVar(&c.grpcRaw, "grpc-raw", 50, "raw proxyless gRPC clients, each of one service")

@@ -71,6 +71,8 @@ type weirProc struct {
 	admin   string
 	logPath string
 	exited  chan error
+
+	stopOnce sync.Once
 }
 
 var servingLine = regexp.MustCompile(`msg="weir serving".* xds=(\S+) admin=(\S+)`)
@@ -127,15 +129,18 @@ func startWeir(bin, dir, logPath string, extra []string) (*weirProc, error) {
 
 func (w *weirProc) pid() int { return w.cmd.Process.Pid }
 
-// stop sends SIGTERM and waits for the process to exit.
+// stop sends SIGTERM and waits for the process to exit; later calls do
+// nothing.
 func (w *weirProc) stop() {
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-w.exited:
-	case <-time.After(20 * time.Second):
-		_ = w.cmd.Process.Kill()
-		<-w.exited
-	}
+	w.stopOnce.Do(func() {
+		_ = w.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-w.exited:
+		case <-time.After(20 * time.Second):
+			_ = w.cmd.Process.Kill()
+			<-w.exited
+		}
+	})
 }
 
 // waitReady polls /readyz.

@@ -169,14 +169,20 @@ func (r *report) targetRows(benches []goBench) []row {
 		rows = append(rows, endpointRow(sr.services, sr.endpoint))
 	}
 	if sr := r.scale; sr != nil && sr.settled.rss > 0 {
-		rows = append(rows, row{fmt.Sprintf("RSS with %s services and %s connected proxies", count(sr.services), count(sr.proxies)), "< 300 MB",
-			fmt.Sprintf("%s settled (peak %s while they connected)", mb(sr.settled.rss), mb(sr.connectPeak)), verdict(sr.settled.rss < 300e6)})
+		rows = append(rows, row{fmt.Sprintf("RSS with %s services and %s connected proxies (%s)", count(sr.services), count(sr.proxies), sr.mixString(r.cfg)), "< 300 MB",
+			fmt.Sprintf("%s settled (peak %s while they connected); live heap %s, of which %s with no proxy", mb(sr.settled.rss), mb(sr.connectPeak), mb(int64(sr.liveAll)), mb(int64(sr.liveLoaded))),
+			verdict(sr.settled.rss < 300e6)})
+		if per := sr.perSidecar(); per > 0 {
+			rows = append(rows, row{fmt.Sprintf("the same with %s full sidecars", count(r.cfg.proxies)), "< 300 MB",
+				fmt.Sprintf("each full sidecar holds %s of weir's live heap at %s services: %s sidecars need about %s of live heap (RSS about twice that)",
+					mb(int64(per)), count(sr.services), count(r.cfg.proxies), mb(int64(sr.liveProxyless+per*float64(r.cfg.proxies)))),
+				verdict(sr.liveProxyless+per*float64(r.cfg.proxies) < 150e6)})
+		}
 	}
-	if sr := r.scale; sr != nil && len(sr.downSamples) > 0 && sr.fresh.rss > 0 {
-		last := sr.downSamples[len(sr.downSamples)-1]
-		rows = append(rows, row{fmt.Sprintf("after scaling %s -> %s services", count(sr.services), count(sr.smallServices)), "RSS within 20% of a fresh start",
-			fmt.Sprintf("%s %v after, fresh start %s (%s)", mb(last.rss), last.after.Round(time.Second), mb(sr.fresh.rss), pct(last.rss, sr.fresh.rss)),
-			verdict(float64(last.rss) <= 1.2*float64(sr.fresh.rss))})
+	for _, d := range []*downResult{scaleDownOf(r), latencyDownOf(r)} {
+		if d != nil {
+			rows = append(rows, downRow(d))
+		}
 	}
 	for _, br := range []struct {
 		services int
@@ -192,6 +198,20 @@ func (r *report) targetRows(benches []goBench) []row {
 	}
 	rows = append(rows, r.peerRows()...)
 	return rows
+}
+
+// mixString says what the scale run's proxies were.
+func (sr *scaleRun) mixString(c config) string {
+	return fmt.Sprintf("%d full SotW sidecars, %d delta sidecars, %d raw proxyless gRPC clients, %d grpc-go", sr.mix.sidecars, sr.mix.delta, sr.mix.grpc, c.grpcGo)
+}
+
+// perSidecar is the live heap each full sidecar (SotW or delta) added.
+func (sr *scaleRun) perSidecar() float64 {
+	n := sr.mix.sidecars + sr.mix.delta
+	if n == 0 || sr.liveAll <= sr.liveProxyless {
+		return 0
+	}
+	return (sr.liveAll - sr.liveProxyless) / float64(n)
 }
 
 func latencyServices(r *report) int {
@@ -230,6 +250,36 @@ func weightRow(figure, target string, wr weightResult) row {
 		fmt.Sprintf("p99 %s from the store write (weir's histogram); from the file write to the clients' ACKs p99 %s, last ACK of a change at most %s%s",
 			ms(p99), ms(percentile(wr.perProxy, 99)), ms(percentile(wr.lastAck, 100)), missingNote(wr.missing)),
 		verdict(wr.storeCount > 0 && p99 < 200*time.Millisecond && wr.missing == 0)}
+}
+
+func scaleDownOf(r *report) *downResult {
+	if r.scale == nil {
+		return nil
+	}
+	return r.scale.down
+}
+
+func latencyDownOf(r *report) *downResult {
+	if r.latency == nil {
+		return nil
+	}
+	return r.latency.down
+}
+
+func downRow(d *downResult) row {
+	figure := fmt.Sprintf("after scaling %s -> %s services", count(d.from), count(d.to))
+	const target = "RSS within 20% of a fresh start"
+	if !d.finished {
+		return row{figure, target, fmt.Sprintf("not measured: weir had not taken the removal in after %s (file source; see the profile notes)", ms(d.took)), "**miss**"}
+	}
+	if len(d.samples) == 0 || d.fresh.rss == 0 {
+		return row{figure, target, "not measured", "**miss**"}
+	}
+	last := d.samples[len(d.samples)-1]
+	return row{figure, target,
+		fmt.Sprintf("%s %v after the removal (translated after %s), fresh start %s with the same %s proxies: %s; live heap %s vs %s",
+			mb(last.rss), last.after.Round(time.Second), ms(d.took), mb(d.fresh.rss), count(d.freshProxies), pct(last.rss, d.fresh.rss), mb(int64(d.live)), mb(int64(d.freshLive))),
+		verdict(float64(last.rss) <= 1.2*float64(d.fresh.rss))}
 }
 
 func missingNote(n int) string {
@@ -275,6 +325,24 @@ func (r *report) writeLatency(b *strings.Builder) {
 	writeWeights(b, lr.weights)
 	writeEndpoint(b, lr.endpoint)
 	writeBurst(b, lr.burst)
+	if lr.down != nil && len(lr.down.samples) > 0 {
+		fmt.Fprintf(b, "| | RSS | goroutines | CPU since start |\n|---|---|---|---|\n")
+		fmt.Fprintf(b, "| settled at %s services | %s | %.0f | %s |\n", count(lr.services), mb(lr.settled.rss), lr.settled.goroutines, ms(lr.settled.cpu))
+		writeDownRows(b, lr.down)
+		fmt.Fprintln(b)
+	}
+}
+
+func writeDownRows(b *strings.Builder, d *downResult) {
+	if d == nil {
+		return
+	}
+	for _, s := range d.samples {
+		fmt.Fprintf(b, "| %v after scaling down to %s services | %s (heap in use %s) | | |\n", s.after.Round(time.Second), count(d.to), mb(s.rss), mb(int64(s.heap)))
+	}
+	if d.fresh.rss > 0 {
+		fmt.Fprintf(b, "| fresh start at %s services, %s proxies, 30 s after its start | %s (heap in use %s) | %.0f | |\n", count(d.to), count(d.freshProxies), mb(d.fresh.rss), mb(int64(d.fresh.heapInuse)), d.fresh.goroutines)
+	}
 }
 
 func writeWeights(b *strings.Builder, wr weightResult) {
@@ -320,16 +388,14 @@ func (r *report) writeScale(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "## %s services, %s proxies\n\n", count(sr.services), count(sr.proxies))
+	fmt.Fprintf(b, "Proxies: %s, the sidecars spread over %d namespaces, the proxyless clients each of one of 10 services.\n", sr.mixString(r.cfg), r.cfg.proxyNamespaces)
+	fmt.Fprintf(b, "Live heap after a collection: %s loaded, %s with the proxyless clients, %s with every proxy (%s per full sidecar).\n\n",
+		mb(int64(sr.liveLoaded)), mb(int64(sr.liveProxyless)), mb(int64(sr.liveAll)), mb(int64(sr.perSidecar())))
 	fmt.Fprintf(b, "| | RSS | goroutines | CPU since start |\n|---|---|---|---|\n")
 	fmt.Fprintf(b, "| loaded (%s to ready), no proxy | %s | %.0f | %s |\n", ms(sr.load), mb(sr.loaded.rss), sr.loaded.goroutines, ms(sr.loaded.cpu))
 	fmt.Fprintf(b, "| peak while %s proxies connected (in %s) | %s | | |\n", count(sr.proxies), ms(sr.connect), mb(sr.connectPeak))
 	fmt.Fprintf(b, "| settled | %s | %.0f | %s |\n", mb(sr.settled.rss), sr.settled.goroutines, ms(sr.settled.cpu))
-	for _, s := range sr.downSamples {
-		fmt.Fprintf(b, "| %v after scaling down to %s services | %s (heap in use %s) | | |\n", s.after.Round(time.Second), count(sr.smallServices), mb(s.rss), mb(int64(s.heap)))
-	}
-	if sr.fresh.rss > 0 {
-		fmt.Fprintf(b, "| fresh start at %s services, %s proxies | %s (heap in use %s) | %.0f | |\n", count(sr.smallServices), count(sr.freshProxies), mb(sr.fresh.rss), mb(int64(sr.fresh.heapInuse)), sr.fresh.goroutines)
-	}
+	writeDownRows(b, sr.down)
 	fmt.Fprintln(b)
 	if len(sr.weights.lastAck) > 0 {
 		writeWeights(b, sr.weights)
@@ -340,10 +406,14 @@ func (r *report) writeScale(b *strings.Builder) {
 	if sr.burst.updates > 0 {
 		writeBurst(b, sr.burst)
 	}
-	for _, p := range []struct{ name, path, args string }{
-		{"CPU during the weight changes", sr.cpuProfile, "-top -nodecount=25"},
+	profiles := []struct{ name, path, args string }{
+		{"CPU during the weight changes", sr.cpuProfile, "-top -cum -nodecount=30"},
 		{"heap in use, settled", sr.heapProfile, "-top -nodecount=25 -sample_index=inuse_space"},
-	} {
+	}
+	if sr.down != nil {
+		profiles = append(profiles, struct{ name, path, args string }{"CPU in the first 20 s of the scale-down", sr.down.cpuProfile, "-top -cum -nodecount=30"})
+	}
+	for _, p := range profiles {
 		if p.path == "" {
 			continue
 		}

@@ -21,6 +21,8 @@ type session struct {
 	fleet *fleet
 	grpc  []*grpcGo
 	dir   string // this session's work directory
+
+	closed bool
 }
 
 // startSession generates a mesh of n services and starts weir on it.
@@ -42,34 +44,55 @@ func startSession(c config, name string, n int) (*session, error) {
 	return s, nil
 }
 
-// specs is the client mix: sidecars spread over namespaces, delta
-// sidecars, and proxyless clients of services 0..9 in turn.
-func (s *session) specs(c config) []clientSpec {
+// mix is how many raw clients of each kind a session connects.
+type mix struct{ sidecars, delta, grpc int }
+
+// latencyMix is the weight-change run's: -proxies sidecars and the extras.
+func latencyMix(c config) mix {
+	return mix{sidecars: c.proxies, delta: c.deltaProxies, grpc: c.grpcRaw}
+}
+
+// scaleMix is the scale run's: -proxies proxies in all, -scale-sidecars of
+// them full sidecars, the rest proxyless clients of one service each.
+func scaleMix(c config) mix {
+	sidecars := min(c.scaleSidecars, c.proxies)
+	return mix{sidecars: sidecars, delta: c.deltaProxies, grpc: max(0, c.proxies-sidecars-c.deltaProxies-c.grpcGo)}
+}
+
+// sidecarSpecs are the sidecars of m, spread over namespaces.
+func (s *session) sidecarSpecs(c config, m mix) []clientSpec {
 	var out []clientSpec
 	nsCount := max(1, min(c.proxyNamespaces, s.mesh.namespaces()))
-	for k := range c.proxies {
+	for k := range m.sidecars {
 		out = append(out, clientSpec{kind: sidecarSotW, namespace: nsName(k % nsCount)})
 	}
-	for k := range c.deltaProxies {
+	for k := range m.delta {
 		out = append(out, clientSpec{kind: sidecarDelta, namespace: nsName(k % nsCount)})
 	}
-	for k := range c.grpcRaw {
+	return out
+}
+
+// grpcSpecs are the proxyless clients of m, each of one of services 0..9.
+func (s *session) grpcSpecs(m mix) []clientSpec {
+	var out []clientSpec
+	for k := range m.grpc {
 		i := k % min(10, s.mesh.services)
 		out = append(out, clientSpec{kind: grpcSotW, namespace: s.mesh.nsOf(i), target: s.mesh.hostName(i)})
 	}
 	return out
 }
 
-// connect starts every client and returns how long it took.
-func (s *session) connect(c config) (time.Duration, error) {
+// connect starts every client of m, proxyless ones first, and returns how
+// long it took and weir's live heap once the proxyless ones were in.
+func (s *session) connect(c config, m mix) (time.Duration, float64, error) {
 	start := time.Now()
-	if err := s.fleet.connect(s.name, s.specs(c), c.batch, c.connectTimeout); err != nil {
-		return 0, err
+	if err := s.fleet.connect(s.name+"-grpc", s.grpcSpecs(m), c.batch, c.connectTimeout); err != nil {
+		return 0, 0, err
 	}
 	for k := range c.grpcGo {
 		g, err := startGRPCGo(s.weir.xdsAddr, fmt.Sprintf("%s-grpc-go-%d", s.name, k), s.mesh.nsOf(0), s.mesh.hostName(0))
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		s.grpc = append(s.grpc, g)
 	}
@@ -78,13 +101,37 @@ func (s *session) connect(c config) (time.Duration, error) {
 		_, err := g.waitApplied(ctx, start)
 		cancel()
 		if err != nil {
-			return 0, fmt.Errorf("grpc-go client: %w", err)
+			return 0, 0, fmt.Errorf("grpc-go client: %w", err)
 		}
 	}
-	return time.Since(start), nil
+	live, err := s.liveHeap()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := s.fleet.connect(s.name, s.sidecarSpecs(c, m), c.batch, c.connectTimeout); err != nil {
+		return 0, 0, err
+	}
+	return time.Since(start), live, nil
 }
 
+// liveHeap has weir collect garbage and returns the bytes still allocated.
+func (s *session) liveHeap() (float64, error) {
+	if _, err := s.weir.get("/debug/pprof/heap?gc=1"); err != nil {
+		return 0, err
+	}
+	m, err := s.weir.metrics()
+	if err != nil {
+		return 0, err
+	}
+	return m["go_memstats_heap_alloc_bytes"], nil
+}
+
+// close stops the clients and weir; later calls do nothing.
 func (s *session) close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
 	for _, g := range s.grpc {
 		g.cc.Close()
 	}

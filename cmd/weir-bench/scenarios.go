@@ -17,6 +17,7 @@ type latencyRun struct {
 	weights           weightResult
 	endpoint          endpointResult
 	burst             burstResult
+	down              *downResult
 }
 
 func runLatency(ctx context.Context, c config, r *report) error {
@@ -26,7 +27,7 @@ func runLatency(ctx context.Context, c config, r *report) error {
 	}
 	defer s.close()
 	lr := &latencyRun{services: c.latencyServices}
-	if lr.connect, err = s.connect(c); err != nil {
+	if lr.connect, _, err = s.connect(c, latencyMix(c)); err != nil {
 		return err
 	}
 	lr.proxies = len(s.fleet.clients) + len(s.grpc)
@@ -44,8 +45,14 @@ func runLatency(ctx context.Context, c config, r *report) error {
 	if lr.endpoint, err = s.endpointChange(); err != nil {
 		return err
 	}
-	lr.burst, err = s.burst(c.burst)
-	return err
+	if lr.burst, err = s.burst(c.burst); err != nil {
+		return err
+	}
+	if lr.down, err = scaleDown(ctx, s, c, 3*time.Minute); err != nil {
+		return err
+	}
+	s.close()
+	return freshSmall(c, lr.down, latencyMix(c))
 }
 
 // scaleRun is the run at services with every proxy connected.
@@ -61,11 +68,11 @@ type scaleRun struct {
 	burst             burstResult
 	cpuProfile        string
 	heapProfile       string
-	smallServices     int
-	downSamples       []rssSample // after scaling down
-	downHosts         time.Duration
-	fresh             usage // fresh start at smallServices with the same proxies
-	freshProxies      int
+	down              *downResult
+	mix               mix
+	// live heap (after a collection): loaded with no proxy, with the
+	// proxyless clients, and with every proxy.
+	liveLoaded, liveProxyless, liveAll float64
 }
 
 type rssSample struct {
@@ -75,7 +82,7 @@ type rssSample struct {
 }
 
 func runScale(ctx context.Context, c config, r *report) error {
-	sr := &scaleRun{services: c.services, smallServices: c.smallServices}
+	sr := &scaleRun{services: c.services}
 	start := time.Now()
 	s, err := startSession(c, "scale", c.services)
 	if err != nil {
@@ -91,8 +98,12 @@ func runScale(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	log.Printf("scale: %d services loaded in %v, RSS %s", c.services, ms(sr.load), mb(sr.loaded.rss))
+	if sr.liveLoaded, err = s.liveHeap(); err != nil {
+		return err
+	}
+	sr.mix = scaleMix(c)
 	peak := sampleRSS(s.weir.pid(), 100*time.Millisecond)
-	sr.connect, err = s.connect(c)
+	sr.connect, sr.liveProxyless, err = s.connect(c, sr.mix)
 	sr.connectPeak = peak.finish()
 	if err != nil {
 		return err
@@ -103,6 +114,9 @@ func runScale(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	if sr.settled, err = s.usage(); err != nil {
+		return err
+	}
+	if sr.liveAll, err = s.liveHeap(); err != nil {
 		return err
 	}
 	r.scale = sr
@@ -129,62 +143,104 @@ func runScale(ctx context.Context, c config, r *report) error {
 	if sr.burst, err = s.burst(c.burst); err != nil {
 		return err
 	}
-	if err := scaleDown(s, sr, c); err != nil {
+	if sr.down, err = scaleDown(ctx, s, c, c.scaleDownTimeout); err != nil {
 		return err
 	}
 	s.close()
 	s = nil
-	return freshSmall(c, sr)
+	if !sr.down.finished {
+		return nil
+	}
+	return freshSmall(c, sr.down, sr.mix)
 }
 
-// scaleDown removes every namespace but the first and samples RSS.
-func scaleDown(s *session, sr *scaleRun, c config) error {
+// downResult is a scale-down to the first namespace and how RSS followed,
+// beside a fresh start at that size with the same proxies.
+type downResult struct {
+	from, to     int
+	finished     bool          // the translation reached the small size
+	took         time.Duration // removal -> translation at the small size, proxies quiet
+	samples      []rssSample
+	cpuProfile   string // weir while it took the removal in
+	heapProfile  string // once sampled
+	fresh        usage
+	freshProxies int
+	live         float64 // live heap once sampled
+	freshLive    float64
+}
+
+// scaleDown removes every namespace but the first, waits at most timeout
+// for weir to translate what is left, and samples RSS.
+func scaleDown(ctx context.Context, s *session, c config, timeout time.Duration) (*downResult, error) {
+	small := min(c.perNamespace, s.mesh.services)
+	d := &downResult{from: s.mesh.services, to: small, cpuProfile: filepath.Join(s.dir, "scale-down-cpu.pprof")}
 	t0 := time.Now()
 	for n := 1; n < s.mesh.namespaces(); n++ {
 		if err := os.RemoveAll(filepath.Join(s.mesh.dir, nsName(n))); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	small := min(c.perNamespace, c.services)
-	if err := s.waitHosts(3*small, 2*time.Minute); err != nil { // a root and two versions each
-		return err
+	profDone := make(chan error, 1)
+	go func() { profDone <- s.weir.saveProfile(ctx, "profile?seconds=20", d.cpuProfile) }()
+	err := s.waitHosts(3*small, timeout) // a root and two versions each
+	if perr := <-profDone; perr != nil {
+		d.cpuProfile = ""
+	}
+	if err != nil {
+		log.Printf("%s: scaling down: %v", s.name, err)
+		d.took = time.Since(t0)
+		return d, nil
 	}
 	if err := s.fleet.quiet(2*time.Second, 5*time.Minute); err != nil {
-		return err
+		return nil, err
 	}
-	sr.downHosts = time.Since(t0)
-	for _, at := range []time.Duration{10 * time.Second, 30 * time.Second, 60 * time.Second} {
+	d.finished, d.took = true, time.Since(t0)
+	for _, at := range []time.Duration{d.took + 10*time.Second, d.took + 30*time.Second} {
 		time.Sleep(time.Until(t0.Add(at)))
 		u, err := s.usage()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		sr.downSamples = append(sr.downSamples, rssSample{after: time.Since(t0), rss: u.rss, heap: u.heapInuse})
-		log.Printf("scale: %v after scaling down: RSS %s", ms(time.Since(t0)), mb(u.rss))
+		d.samples = append(d.samples, rssSample{after: time.Since(t0), rss: u.rss, heap: u.heapInuse})
+		log.Printf("%s: %v after scaling down: RSS %s", s.name, ms(time.Since(t0)), mb(u.rss))
 	}
-	return nil
+	// After the samples: a collection is no part of them.
+	d.heapProfile = filepath.Join(s.dir, "scale-down-heap.pprof")
+	if err := s.weir.saveProfile(ctx, "heap?gc=1", d.heapProfile); err != nil {
+		return nil, err
+	}
+	var err2 error
+	if d.live, err2 = s.liveHeap(); err2 != nil {
+		return nil, err2
+	}
+	return d, nil
 }
 
-// freshSmall starts a fresh weir at the small size with the same clients.
-func freshSmall(c config, sr *scaleRun) error {
-	s, err := startSession(c, "fresh", min(c.perNamespace, c.services))
+// freshSmall starts a fresh weir at the small size with the same clients,
+// and samples it as long after its start as the scaled-down one was
+// sampled after the scale-down translated.
+func freshSmall(c config, d *downResult, m mix) error {
+	s, err := startSession(c, "fresh", d.to)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	if _, err := s.connect(c); err != nil {
+	start := time.Now()
+	if _, _, err := s.connect(c, m); err != nil {
 		return err
 	}
-	sr.freshProxies = len(s.fleet.clients) + len(s.grpc)
+	d.freshProxies = len(s.fleet.clients) + len(s.grpc)
 	if err := s.fleet.quiet(2*time.Second, 5*time.Minute); err != nil {
 		return err
 	}
-	// As long after the start as the last sample after scaling down.
-	time.Sleep(10 * time.Second)
-	if sr.fresh, err = s.usage(); err != nil {
+	time.Sleep(time.Until(start.Add(30 * time.Second)))
+	if d.fresh, err = s.usage(); err != nil {
 		return err
 	}
-	log.Printf("fresh: RSS %s with %d proxies", mb(sr.fresh.rss), sr.freshProxies)
+	if d.freshLive, err = s.liveHeap(); err != nil {
+		return err
+	}
+	log.Printf("fresh: RSS %s with %d proxies", mb(d.fresh.rss), d.freshProxies)
 	return nil
 }
 
