@@ -232,6 +232,9 @@ type stepMemo struct {
 // stepTo returns the configuration to publish after cur on the way to
 // want, as nextStep does, memoized in want.
 func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
+	if cur == want {
+		return stepMemo{st: stepSettled}
+	}
 	if m, ok := want.steps[cur]; ok {
 		return m
 	}
