@@ -37,7 +37,7 @@ BENCH_OUT ?= $(or $(TMPDIR),/tmp)/weir-bench
 bench: export WEIR_ENVOY := $(ENVOY)
 bench: build envoy
 	mkdir -p $(BENCH_OUT)
-	go test -run '^$$' -bench . -benchmem ./translator/... > $(BENCH_OUT)/gobench.txt; s=$$?; cat $(BENCH_OUT)/gobench.txt; exit $$s
+	go test -run '^$$' -bench . -benchmem -benchtime 3x ./translator/... > $(BENCH_OUT)/gobench.txt; s=$$?; cat $(BENCH_OUT)/gobench.txt; exit $$s
 	go run ./cmd/weir-bench -weir bin/weir -gobench $(BENCH_OUT)/gobench.txt -work $(BENCH_OUT)/run $(BENCH_ARGS)
 
 lint:
