@@ -304,7 +304,7 @@ func (r *report) writeTranslator(b *strings.Builder, benches []goBench) {
 	if len(benches) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "## Translator (Go benchmarks)\n\n`go test -run '^$' -bench . -benchmem ./translator/...`: N services, each a root and two versions\n")
+	fmt.Fprintf(b, "## Translator (Go benchmarks)\n\n`go test -run '^$' -bench . -benchmem -benchtime 3x ./translator/...`: N services, each a root and two versions\n")
 	fmt.Fprintf(b, "with three endpoints, and a 90/10 TrafficSplit.\n\n| benchmark | time | allocated | allocations |\n|---|---|---|---|\n")
 	for _, gb := range benches {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", gb.name, ms(time.Duration(gb.nsPerOp)), mb(int64(gb.bytesPerOp)), count(int(gb.allocsPerOp)))
