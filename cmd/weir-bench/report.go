@@ -170,13 +170,14 @@ func (r *report) targetRows(benches []goBench) []row {
 	}
 	if sr := r.scale; sr != nil && sr.settled.rss > 0 {
 		rows = append(rows, row{fmt.Sprintf("RSS with %s services and %s connected proxies (%s)", count(sr.services), count(sr.proxies), sr.mixString(r.cfg)), "< 300 MB",
-			fmt.Sprintf("%s settled (peak %s while they connected); live heap %s, of which %s with no proxy", mb(sr.settled.rss), mb(sr.connectPeak), mb(int64(sr.liveAll)), mb(int64(sr.liveLoaded))),
+			fmt.Sprintf("%s settled (peak %s while they connected); live heap %s, of which %s with no proxy", mb(sr.settled.rss), mb(sr.connectPeak), mb(int64(sr.live.all)), mb(int64(sr.liveLoaded))),
 			verdict(sr.settled.rss < 300e6)})
-		if per := sr.perSidecar(); per > 0 {
+		if per := sr.perSidecar(r.cfg); per > 0 {
+			need := sr.live.keys + per*float64(r.cfg.proxies-min(r.cfg.proxyNamespaces, sr.mix.sidecars+sr.mix.delta))
 			rows = append(rows, row{fmt.Sprintf("the same with %s full sidecars", count(r.cfg.proxies)), "< 300 MB",
-				fmt.Sprintf("each full sidecar holds %s of weir's live heap at %s services: %s sidecars need about %s of live heap (RSS about twice that)",
-					mb(int64(per)), count(sr.services), count(r.cfg.proxies), mb(int64(sr.liveProxyless+per*float64(r.cfg.proxies)))),
-				verdict(sr.liveProxyless+per*float64(r.cfg.proxies) < 150e6)})
+				fmt.Sprintf("each full sidecar beyond one per namespace adds %s of live heap at %s services: %s sidecars need about %s of live heap (RSS about twice that)",
+					mb(int64(per)), count(sr.services), count(r.cfg.proxies), mb(int64(need))),
+				verdict(need < 150e6)})
 		}
 	}
 	for _, d := range []*downResult{scaleDownOf(r), latencyDownOf(r)} {
@@ -205,13 +206,14 @@ func (sr *scaleRun) mixString(c config) string {
 	return fmt.Sprintf("%d full SotW sidecars, %d delta sidecars, %d raw proxyless gRPC clients, %d grpc-go", sr.mix.sidecars, sr.mix.delta, sr.mix.grpc, c.grpcGo)
 }
 
-// perSidecar is the live heap each full sidecar (SotW or delta) added.
-func (sr *scaleRun) perSidecar() float64 {
-	n := sr.mix.sidecars + sr.mix.delta
-	if n == 0 || sr.liveAll <= sr.liveProxyless {
+// perSidecar is the live heap each full sidecar (SotW or delta) added
+// once every sidecar key existed.
+func (sr *scaleRun) perSidecar(c config) float64 {
+	n := sr.mix.sidecars + sr.mix.delta - min(c.proxyNamespaces, sr.mix.sidecars+sr.mix.delta)
+	if n <= 0 || sr.live.all <= sr.live.keys {
 		return 0
 	}
-	return (sr.liveAll - sr.liveProxyless) / float64(n)
+	return (sr.live.all - sr.live.keys) / float64(n)
 }
 
 func latencyServices(r *report) int {
@@ -277,8 +279,8 @@ func downRow(d *downResult) row {
 	}
 	last := d.samples[len(d.samples)-1]
 	return row{figure, target,
-		fmt.Sprintf("%s %v after the removal (translated after %s), fresh start %s with the same %s proxies: %s; live heap %s vs %s",
-			mb(last.rss), last.after.Round(time.Second), ms(d.took), mb(d.fresh.rss), count(d.freshProxies), pct(last.rss, d.fresh.rss), mb(int64(d.live)), mb(int64(d.freshLive))),
+		fmt.Sprintf("%s (median, %v to %v after the removal, which translated after %s), fresh start %s with the same %s proxies: %s; live heap %s vs %s",
+			mb(last.rss), (last.after - 20*time.Second).Round(time.Second), last.after.Round(time.Second), ms(d.took), mb(d.fresh.rss), count(d.freshProxies), pct(last.rss, d.fresh.rss), mb(int64(d.live)), mb(int64(d.freshLive))),
 		verdict(float64(last.rss) <= 1.2*float64(d.fresh.rss))}
 }
 
@@ -331,6 +333,22 @@ func (r *report) writeLatency(b *strings.Builder) {
 		writeDownRows(b, lr.down)
 		fmt.Fprintln(b)
 	}
+	r.writeProfile(b, "CPU during the weight changes", lr.cpuProfile, "-top -cum -nodecount=30")
+	if lr.down != nil {
+		r.writeProfile(b, "CPU in the first 20 s of the scale-down", lr.down.cpuProfile, "-top -cum -nodecount=30")
+	}
+}
+
+// writeProfile includes the top of a profile of weir.
+func (r *report) writeProfile(b *strings.Builder, name, path, args string) {
+	if path == "" {
+		return
+	}
+	out, err := exec.Command("go", append([]string{"tool", "pprof"}, append(strings.Fields(args), r.cfg.weirBin, path)...)...).Output()
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(b, "<details><summary>Profile: %s (<code>go tool pprof %s</code>)</summary>\n\n```\n%s```\n\n</details>\n\n", name, args, trimProfile(string(out)))
 }
 
 func writeDownRows(b *strings.Builder, d *downResult) {
@@ -338,10 +356,14 @@ func writeDownRows(b *strings.Builder, d *downResult) {
 		return
 	}
 	for _, s := range d.samples {
-		fmt.Fprintf(b, "| %v after scaling down to %s services | %s (heap in use %s) | | |\n", s.after.Round(time.Second), count(d.to), mb(s.rss), mb(int64(s.heap)))
+		when := fmt.Sprintf("%v after scaling down", s.after.Round(time.Second))
+		if s.window {
+			when = fmt.Sprintf("%v to %v after scaling down (median)", (s.after - 20*time.Second).Round(time.Second), s.after.Round(time.Second))
+		}
+		fmt.Fprintf(b, "| %s to %s services | %s (heap in use %s) | | |\n", when, count(d.to), mb(s.rss), mb(int64(s.heap)))
 	}
 	if d.fresh.rss > 0 {
-		fmt.Fprintf(b, "| fresh start at %s services, %s proxies, 30 s after its start | %s (heap in use %s) | %.0f | |\n", count(d.to), count(d.freshProxies), mb(d.fresh.rss), mb(int64(d.fresh.heapInuse)), d.fresh.goroutines)
+		fmt.Fprintf(b, "| fresh start at %s services, %s proxies, 30 s to 50 s after its start (median) | %s (heap in use %s) | %.0f | |\n", count(d.to), count(d.freshProxies), mb(d.fresh.rss), mb(int64(d.fresh.heapInuse)), d.fresh.goroutines)
 	}
 }
 
@@ -389,8 +411,8 @@ func (r *report) writeScale(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "## %s services, %s proxies\n\n", count(sr.services), count(sr.proxies))
 	fmt.Fprintf(b, "Proxies: %s, the sidecars spread over %d namespaces, the proxyless clients each of one of 10 services.\n", sr.mixString(r.cfg), r.cfg.proxyNamespaces)
-	fmt.Fprintf(b, "Live heap after a collection: %s loaded, %s with the proxyless clients, %s with every proxy (%s per full sidecar).\n\n",
-		mb(int64(sr.liveLoaded)), mb(int64(sr.liveProxyless)), mb(int64(sr.liveAll)), mb(int64(sr.perSidecar())))
+	fmt.Fprintf(b, "Live heap after two collections: %s loaded, %s with the proxyless clients, %s with one sidecar per namespace (every sidecar key built), %s with every proxy (%s per further full sidecar).\n\n",
+		mb(int64(sr.liveLoaded)), mb(int64(sr.live.proxyless)), mb(int64(sr.live.keys)), mb(int64(sr.live.all)), mb(int64(sr.perSidecar(r.cfg))))
 	fmt.Fprintf(b, "| | RSS | goroutines | CPU since start |\n|---|---|---|---|\n")
 	fmt.Fprintf(b, "| loaded (%s to ready), no proxy | %s | %.0f | %s |\n", ms(sr.load), mb(sr.loaded.rss), sr.loaded.goroutines, ms(sr.loaded.cpu))
 	fmt.Fprintf(b, "| peak while %s proxies connected (in %s) | %s | | |\n", count(sr.proxies), ms(sr.connect), mb(sr.connectPeak))
@@ -406,22 +428,10 @@ func (r *report) writeScale(b *strings.Builder) {
 	if sr.burst.updates > 0 {
 		writeBurst(b, sr.burst)
 	}
-	profiles := []struct{ name, path, args string }{
-		{"CPU during the weight changes", sr.cpuProfile, "-top -cum -nodecount=30"},
-		{"heap in use, settled", sr.heapProfile, "-top -nodecount=25 -sample_index=inuse_space"},
-	}
+	r.writeProfile(b, "CPU during the weight changes", sr.cpuProfile, "-top -cum -nodecount=30")
+	r.writeProfile(b, "heap in use, settled", sr.heapProfile, "-top -nodecount=25 -sample_index=inuse_space")
 	if sr.down != nil {
-		profiles = append(profiles, struct{ name, path, args string }{"CPU in the first 20 s of the scale-down", sr.down.cpuProfile, "-top -cum -nodecount=30"})
-	}
-	for _, p := range profiles {
-		if p.path == "" {
-			continue
-		}
-		out, err := exec.Command("go", append([]string{"tool", "pprof"}, append(strings.Fields(p.args), r.cfg.weirBin, p.path)...)...).Output()
-		if err != nil {
-			continue
-		}
-		fmt.Fprintf(b, "<details><summary>Profile: %s (<code>go tool pprof %s</code>)</summary>\n\n```\n%s```\n\n</details>\n\n", p.name, p.args, trimProfile(string(out)))
+		r.writeProfile(b, "CPU in the first 20 s of the scale-down", sr.down.cpuProfile, "-top -cum -nodecount=30")
 	}
 }
 

@@ -82,17 +82,23 @@ func (s *session) grpcSpecs(m mix) []clientSpec {
 	return out
 }
 
+// liveSteps is weir's live heap as a session's proxies came in: with the
+// proxyless clients, then with one sidecar per namespace (so every sidecar
+// key exists), then with every proxy.
+type liveSteps struct{ proxyless, keys, all float64 }
+
 // connect starts every client of m, proxyless ones first, and returns how
-// long it took and weir's live heap once the proxyless ones were in.
-func (s *session) connect(c config, m mix) (time.Duration, float64, error) {
+// long it took and weir's live heap along the way (all is left 0).
+func (s *session) connect(c config, m mix) (time.Duration, liveSteps, error) {
+	var live liveSteps
 	start := time.Now()
 	if err := s.fleet.connect(s.name+"-grpc", s.grpcSpecs(m), c.batch, c.connectTimeout); err != nil {
-		return 0, 0, err
+		return 0, live, err
 	}
 	for k := range c.grpcGo {
 		g, err := startGRPCGo(s.weir.xdsAddr, fmt.Sprintf("%s-grpc-go-%d", s.name, k), s.mesh.nsOf(0), s.mesh.hostName(0))
 		if err != nil {
-			return 0, 0, err
+			return 0, live, err
 		}
 		s.grpc = append(s.grpc, g)
 	}
@@ -101,23 +107,51 @@ func (s *session) connect(c config, m mix) (time.Duration, float64, error) {
 		_, err := g.waitApplied(ctx, start)
 		cancel()
 		if err != nil {
-			return 0, 0, fmt.Errorf("grpc-go client: %w", err)
+			return 0, live, fmt.Errorf("grpc-go client: %w", err)
 		}
 	}
-	live, err := s.liveHeap()
-	if err != nil {
-		return 0, 0, err
+	var err error
+	if live.proxyless, err = s.liveHeap(); err != nil {
+		return 0, live, err
 	}
-	if err := s.fleet.connect(s.name, s.sidecarSpecs(c, m), c.batch, c.connectTimeout); err != nil {
-		return 0, 0, err
+	sidecars := s.sidecarSpecs(c, m)
+	first := min(len(sidecars), c.proxyNamespaces)
+	if err := s.fleet.connect(s.name+"-first", sidecars[:first], c.batch, c.connectTimeout); err != nil {
+		return 0, live, err
+	}
+	if live.keys, err = s.liveHeap(); err != nil {
+		return 0, live, err
+	}
+	if err := s.fleet.connect(s.name, sidecars[first:], c.batch, c.connectTimeout); err != nil {
+		return 0, live, err
 	}
 	return time.Since(start), live, nil
 }
 
-// liveHeap has weir collect garbage and returns the bytes still allocated.
+// medianUsage samples usage every second over window and returns the
+// median RSS and heap in use (and the last sample's other figures).
+func (s *session) medianUsage(window time.Duration) (usage, error) {
+	var rss []int
+	var heap []int
+	var last usage
+	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(time.Second) {
+		u, err := s.usage()
+		if err != nil {
+			return usage{}, err
+		}
+		rss, heap, last = append(rss, int(u.rss)), append(heap, int(u.heapInuse)), u
+	}
+	last.rss, last.heapInuse = int64(medianInt(rss)), float64(medianInt(heap))
+	return last, nil
+}
+
+// liveHeap has weir collect garbage twice (the second empties the pools
+// the first only set aside) and returns the bytes still allocated.
 func (s *session) liveHeap() (float64, error) {
-	if _, err := s.weir.get("/debug/pprof/heap?gc=1"); err != nil {
-		return 0, err
+	for range 2 {
+		if _, err := s.weir.get("/debug/pprof/heap?gc=1"); err != nil {
+			return 0, err
+		}
 	}
 	m, err := s.weir.metrics()
 	if err != nil {

@@ -18,6 +18,7 @@ type latencyRun struct {
 	endpoint          endpointResult
 	burst             burstResult
 	down              *downResult
+	cpuProfile        string // weir during the weight changes
 }
 
 func runLatency(ctx context.Context, c config, r *report) error {
@@ -39,7 +40,14 @@ func runLatency(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	r.latency = lr
-	if lr.weights, err = s.weightChanges(c, c.rounds); err != nil {
+	lr.cpuProfile = filepath.Join(s.dir, "cpu.pprof")
+	profDone := make(chan error, 1)
+	go func() { profDone <- s.weir.saveProfile(ctx, "profile?seconds=10", lr.cpuProfile) }()
+	lr.weights, err = s.weightChanges(c, c.rounds)
+	if perr := <-profDone; perr != nil {
+		lr.cpuProfile = ""
+	}
+	if err != nil {
 		return err
 	}
 	if lr.endpoint, err = s.endpointChange(); err != nil {
@@ -72,13 +80,15 @@ type scaleRun struct {
 	mix               mix
 	// live heap (after a collection): loaded with no proxy, with the
 	// proxyless clients, and with every proxy.
-	liveLoaded, liveProxyless, liveAll float64
+	liveLoaded float64
+	live       liveSteps
 }
 
 type rssSample struct {
-	after time.Duration
-	rss   int64
-	heap  float64
+	after  time.Duration
+	rss    int64
+	heap   float64
+	window bool // the median over the 20 s before after
 }
 
 func runScale(ctx context.Context, c config, r *report) error {
@@ -103,7 +113,7 @@ func runScale(ctx context.Context, c config, r *report) error {
 	}
 	sr.mix = scaleMix(c)
 	peak := sampleRSS(s.weir.pid(), 100*time.Millisecond)
-	sr.connect, sr.liveProxyless, err = s.connect(c, sr.mix)
+	sr.connect, sr.live, err = s.connect(c, sr.mix)
 	sr.connectPeak = peak.finish()
 	if err != nil {
 		return err
@@ -116,7 +126,7 @@ func runScale(ctx context.Context, c config, r *report) error {
 	if sr.settled, err = s.usage(); err != nil {
 		return err
 	}
-	if sr.liveAll, err = s.liveHeap(); err != nil {
+	if sr.live.all, err = s.liveHeap(); err != nil {
 		return err
 	}
 	r.scale = sr
@@ -195,15 +205,20 @@ func scaleDown(ctx context.Context, s *session, c config, timeout time.Duration)
 		return nil, err
 	}
 	d.finished, d.took = true, time.Since(t0)
-	for _, at := range []time.Duration{d.took + 10*time.Second, d.took + 30*time.Second} {
-		time.Sleep(time.Until(t0.Add(at)))
-		u, err := s.usage()
-		if err != nil {
-			return nil, err
-		}
-		d.samples = append(d.samples, rssSample{after: time.Since(t0), rss: u.rss, heap: u.heapInuse})
-		log.Printf("%s: %v after scaling down: RSS %s", s.name, ms(time.Since(t0)), mb(u.rss))
+	time.Sleep(time.Until(t0.Add(d.took + 10*time.Second)))
+	u, err := s.usage()
+	if err != nil {
+		return nil, err
 	}
+	d.samples = append(d.samples, rssSample{after: time.Since(t0), rss: u.rss, heap: u.heapInuse})
+	// RSS moves with each collection: the last figure is the median of a
+	// window, as for the fresh start.
+	time.Sleep(time.Until(t0.Add(d.took + 30*time.Second)))
+	if u, err = s.medianUsage(20 * time.Second); err != nil {
+		return nil, err
+	}
+	d.samples = append(d.samples, rssSample{after: time.Since(t0), rss: u.rss, heap: u.heapInuse, window: true})
+	log.Printf("%s: %v after scaling down: RSS %s", s.name, ms(time.Since(t0)), mb(u.rss))
 	// After the samples: a collection is no part of them.
 	d.heapProfile = filepath.Join(s.dir, "scale-down-heap.pprof")
 	if err := s.weir.saveProfile(ctx, "heap?gc=1", d.heapProfile); err != nil {
@@ -234,7 +249,7 @@ func freshSmall(c config, d *downResult, m mix) error {
 		return err
 	}
 	time.Sleep(time.Until(start.Add(30 * time.Second)))
-	if d.fresh, err = s.usage(); err != nil {
+	if d.fresh, err = s.medianUsage(20 * time.Second); err != nil {
 		return err
 	}
 	if d.freshLive, err = s.liveHeap(); err != nil {
