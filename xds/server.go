@@ -399,7 +399,7 @@ func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, encodings ma
 	if ks.desired != nil {
 		ks.desired.forget()
 	}
-	ks.desired = s.newConfig(set, encodings)
+	ks.desired = s.newConfig(set, encodings, key.Role)
 	return true
 }
 

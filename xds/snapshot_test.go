@@ -55,6 +55,12 @@ func TestSnapshotEncodesLikeTheMessages(t *testing.T) {
 			t.Errorf("cluster %s: the sidecar and the gRPC key hold two copies", name)
 		}
 	}
+	// The steps of a gRPC key read its route configurations.
+	for name, m := range snaps["n2"].GetResources(resourcev3.RouteType) {
+		if encodedOnly(m) {
+			t.Errorf("gRPC route configuration %s is held encoded only", name)
+		}
+	}
 }
 
 // TestEncodedResourcesHashLikeFromResources guards the one place that

@@ -249,7 +249,7 @@ func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
 	case cur == nil || st == stepRetire || next.equal(want.set):
 		m.next = want // nextStep returned want itself, or its equal
 	default:
-		m.next = s.newConfig(next, nil)
+		m.next = s.newConfig(next, nil, role)
 	}
 	if st == stepWarm && role == envoy.GRPC && cur != nil {
 		m.warming = newlyNamed(cur.set, m.next.set)
@@ -301,24 +301,36 @@ type wireEntry struct {
 // copy of the same content (so that keys and steps holding equal resources
 // hold them once), and the snapshot is built. set must not be shared yet.
 // encodings, if not nil, hold resources' encodings already made.
-func (s *Server) newConfig(set resourceSet, encodings map[wireKey][]byte) *config {
+//
+// A shared copy holds only the resource's encoding (as unknown fields of
+// a message of its type), which takes a fraction of the message's memory
+// and encodes to the same bytes; only the route configurations of gRPC
+// keys stay messages, as their steps read them (see warm).
+func (s *Server) newConfig(set resourceSet, encodings map[wireKey][]byte, role envoy.Role) *config {
 	c := &config{set: set, versions: set.versions()}
 	snap := &snapshot{versions: c.versions, wire: map[string]map[string]types.ResourceWithTTL{}, set: set}
 	for _, t := range typeURLs {
 		wire := make(map[string]types.ResourceWithTTL, len(set[t]))
 		for name, e := range set[t] {
 			k := wireKey{t, name, e.hash}
+			read := role == envoy.GRPC && t == resourcev3.RouteType
 			w := s.wire[k]
 			if w == nil {
 				b, ok := encodings[k]
 				if !ok {
 					b = encode(e.res)
 				}
-				w = &wireEntry{e: e, wire: unknownOnly(e.res, b)}
+				w = &wireEntry{wire: unknownOnly(e.res, b)}
+				w.e = entry{res: w.wire, hash: e.hash}
+				if read {
+					w.e.res = e.res
+				}
 				s.wire[k] = w
 			}
 			w.gen = s.gen
-			set[t][name] = w.e
+			if !read || !encodedOnly(w.e.res) || encodedOnly(e.res) {
+				set[t][name] = w.e
+			}
 			wire[name] = types.ResourceWithTTL{Resource: w.wire}
 		}
 		snap.wire[t] = wire
@@ -371,6 +383,11 @@ func unknownOnly(m types.Resource, b []byte) types.Resource {
 	return w.Interface()
 }
 
+// encodedOnly reports whether m holds only an encoding (see unknownOnly).
+func encodedOnly(m types.Resource) bool {
+	return len(m.ProtoReflect().GetUnknown()) > 0
+}
+
 // encodedResources is fromResources keeping each resource's encoding, so
 // that newConfig need not encode it again.
 func encodedResources(r *envoy.Resources) (resourceSet, map[wireKey][]byte, error) {
@@ -417,8 +434,9 @@ func hashOf(b []byte) string {
 // snapshot is a config as go-control-plane's cache serves it. State of the
 // world responses are encoded from the pre-encoded copies (one encoding
 // per resource, not one per resource per node); delta responses, the
-// resources' names and tests read the messages themselves. Both encode to
-// the same bytes. It is immutable but for what it computes once.
+// resources' names and tests read the config's entries, which are the
+// same copies but for gRPC route configurations. Both encode to the same
+// bytes. It is immutable but for what it computes once.
 type snapshot struct {
 	versions map[string]string
 	wire     map[string]map[string]types.ResourceWithTTL
