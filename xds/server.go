@@ -267,9 +267,12 @@ func (s *Server) DesiredVersions(nodeID string) map[string]string {
 	if !ok || s.keys[ns.key] == nil || s.keys[ns.key].desired == nil {
 		return nil
 	}
+	desired := s.keys[ns.key].desired
 	out := make(map[string]string, len(typeURLs))
 	for _, t := range typeURLs {
-		out[t] = s.nodeVersion(nodeID, s.keys[ns.key].desired, t)
+		if reported(t, len(desired.set[t])) {
+			out[t] = s.nodeVersion(nodeID, desired, t)
+		}
 	}
 	return out
 }
@@ -345,10 +348,10 @@ func (ks *keyState) lastGood() resourceSet {
 }
 
 // build returns the resources of key from the current IR, validated and
-// hashed, and their encodings; secrets the listeners use that the IR
-// lacks come from last, the key's last good configuration (nil if none).
-// It only reads the Server, so keys build in parallel; hook guards the
-// test mutator.
+// hashed, and their encodings; secrets the listeners use that the IR lacks
+// come from last, the key's last good configuration (nil if none). It
+// only reads the Server, so keys build in parallel; hook guards the test
+// mutator.
 func (s *Server) build(key envoy.Proxy, last resourceSet, hook *sync.Mutex) (resourceSet, map[wireKey][]byte, error) {
 	if s.ir == nil {
 		return nil, nil, nil

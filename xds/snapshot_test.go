@@ -3,6 +3,7 @@ package xds
 import (
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -50,15 +51,21 @@ func TestSnapshotEncodesLikeTheMessages(t *testing.T) {
 		}
 	}
 	const cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-	for name, m := range snaps["n1"].GetResources(cds) {
-		if other := snaps["n2"].GetResources(cds)[name]; other != m {
+	for name, e := range snaps["n1"].set[cds] {
+		if other := snaps["n2"].set[cds][name]; other.res != e.res {
 			t.Errorf("cluster %s: the sidecar and the gRPC key hold two copies", name)
 		}
 	}
-	// The steps of a gRPC key read its route configurations.
-	for name, m := range snaps["n2"].GetResources(resourcev3.RouteType) {
-		if encodedOnly(m) {
+	// The steps of a gRPC key read its route configurations; the rest is
+	// held encoded, and read back decoded.
+	for name, e := range snaps["n2"].set[resourcev3.RouteType] {
+		if encodedOnly(e.res) {
 			t.Errorf("gRPC route configuration %s is held encoded only", name)
+		}
+	}
+	for name, m := range snaps["n1"].GetResources(cds) {
+		if encodedOnly(m) || m.(*clusterv3.Cluster).GetName() != name {
+			t.Errorf("cluster %s is not read back decoded", name)
 		}
 	}
 }

@@ -443,10 +443,10 @@ type snapshot struct {
 	set      resourceSet
 
 	once       sync.Once
-	messages   map[string]map[string]types.Resource
 	versionMap map[string]map[string]string
 
-	mu sync.Mutex
+	mu       sync.Mutex
+	messages map[string]map[string]types.Resource // decoded, by type
 	// narrowed holds, by type and subscription, the encoded resources a
 	// proxy asking for a few names gets, and their version (see nodeView).
 	narrowed        map[narrowKey]map[string]types.ResourceWithTTL
@@ -556,10 +556,39 @@ func (sn *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.Resource
 	return sn.wire[typeURL]
 }
 
-// GetResources returns the resources by name.
+// GetResources returns the resources by name, as messages: those held
+// encoded only are decoded, once per type.
 func (sn *snapshot) GetResources(typeURL string) map[string]types.Resource {
-	sn.init()
-	return sn.messages[typeURL]
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if msgs, ok := sn.messages[typeURL]; ok {
+		return msgs
+	}
+	m := sn.set[typeURL]
+	msgs := make(map[string]types.Resource, len(m))
+	for name, e := range m {
+		msgs[name] = decoded(e.res)
+	}
+	if sn.messages == nil {
+		sn.messages = map[string]map[string]types.Resource{}
+	}
+	sn.messages[typeURL] = msgs
+	return msgs
+}
+
+// decoded returns m as a message with its fields, decoding it if it holds
+// only its encoding (see unknownOnly). Generated types always decode
+// their own encoding; were one not to, m is returned as it is, which
+// encodes the same.
+func decoded(m types.Resource) types.Resource {
+	if !encodedOnly(m) {
+		return m
+	}
+	out := m.ProtoReflect().Type().New().Interface()
+	if err := proto.Unmarshal(m.ProtoReflect().GetUnknown(), out); err != nil {
+		return m
+	}
+	return out
 }
 
 // ConstructVersionMap does nothing: the versions are the content hashes.
@@ -573,14 +602,13 @@ func (sn *snapshot) GetVersionMap(typeURL string) map[string]string {
 
 func (sn *snapshot) init() {
 	sn.once.Do(func() {
-		sn.messages = map[string]map[string]types.Resource{}
 		sn.versionMap = map[string]map[string]string{}
 		for t, m := range sn.set {
-			msgs, versions := make(map[string]types.Resource, len(m)), make(map[string]string, len(m))
+			versions := make(map[string]string, len(m))
 			for name, e := range m {
-				msgs[name], versions[name] = e.res, e.hash
+				versions[name] = e.hash
 			}
-			sn.messages[t], sn.versionMap[t] = msgs, versions
+			sn.versionMap[t] = versions
 		}
 	})
 }
