@@ -460,12 +460,13 @@ func narrows(names *nameSet, total int) bool {
 }
 
 // versionFor returns the version of typeURL for a proxy asking for names
-// (nil: all): the configuration's, or for a narrowed view a hash of the
-// resources it names, so that a change to other resources is no change to
-// it (state-of-the-world versions are per type, and an unchanged version
-// sends nothing).
+// (nil: all): a hash of the resources it names that the configuration
+// has, so that a change to other resources is no change to it
+// (state-of-the-world versions are per type, and an unchanged version
+// sends nothing). Asking for every resource, it is the configuration's
+// version: equal content and subscription, equal version.
 func (sn *snapshot) versionFor(typeURL string, names *nameSet) string {
-	if !narrows(names, len(sn.wire[typeURL])) {
+	if names == nil {
 		return sn.versions[typeURL]
 	}
 	sn.mu.Lock()
