@@ -56,7 +56,9 @@ func proxyKey(node *corev3.Node, opts Options) (envoy.Proxy, error) {
 	}
 	p.Role = r
 	if p.Role != envoy.Sidecar {
-		p.OutboundAddress, p.OutboundPort = "", 0
+		// Only a sidecar's resources depend on these: proxies of other
+		// roles share one key, and one build, whatever their namespace.
+		p.Namespace, p.OutboundAddress, p.OutboundPort = "", "", 0
 	}
 	if p.Role == envoy.Gateway {
 		p.GatewayAddress = str(MetaGatewayAddress)
@@ -206,7 +208,7 @@ func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy, delt
 	ps, ok := t.nodes[node.GetId()]
 	if !ok {
 		ps = &proxyState{
-			status: ProxyStatus{NodeID: node.GetId(), Role: string(key.Role), Namespace: key.Namespace, Delta: delta,
+			status: ProxyStatus{NodeID: node.GetId(), Role: string(key.Role), Namespace: node.GetMetadata().GetFields()[MetaNamespace].GetStringValue(), Delta: delta,
 				ConnectedSince: time.Now().UTC(), Sent: map[string]string{}, Acked: map[string]string{}, Pushes: map[string]int{}},
 			nonces: map[string]map[string]string{}, nacked: map[string]string{}, subs: map[string]*subscription{},
 			sentNames: map[string]map[string]map[string]bool{}, ackedNames: map[string]map[string]bool{}, ackedAll: map[string]bool{},

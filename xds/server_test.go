@@ -266,9 +266,9 @@ func TestProxyKey(t *testing.T) {
 			node: &corev3.Node{Id: "a", UserAgentName: "gRPC Go"},
 			want: envoy.Proxy{Role: envoy.GRPC},
 		},
-		"grpc ignores outbound settings": {
+		"grpc ignores namespace and outbound settings": {
 			node: node(t, "a", map[string]any{MetaRole: "grpc", MetaNamespace: "x", MetaOutboundPort: "1"}),
-			want: envoy.Proxy{Role: envoy.GRPC, Namespace: "x"},
+			want: envoy.Proxy{Role: envoy.GRPC},
 		},
 		"unknown role": {node: node(t, "a", map[string]any{MetaRole: "router"}), wantErr: true},
 		"bad port":     {node: node(t, "a", map[string]any{MetaOutboundPort: "http"}), wantErr: true},
