@@ -254,6 +254,52 @@ func TestFileSourceWarnings(t *testing.T) {
 	})
 }
 
+// TestFileSourceDefinedTwice follows one Service defined in several files
+// through edits and removals: the file loaded last wins, and an object a file
+// drops goes to the last file, in path order, still defining it.
+func TestFileSourceDefinedTwice(t *testing.T) {
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml"), filepath.Join(dir, "c.yaml")
+	writeFile(t, a, svcYAML(80))
+	writeFile(t, b, svcYAML(81))
+	writeFile(t, c, svcYAML(82))
+	r := startSource(t, dir)
+	if diff := cmp.Diff([]string{"shop/web:82 " + c}, services(r.store)); diff != "" {
+		t.Fatalf("at start: services (-want +got):\n%s", diff)
+	}
+	remove := func(path string) func(t *testing.T) {
+		return func(t *testing.T) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	other := "apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: shop}\nspec:\n  ports: [{port: 85}]\n"
+	steps := []struct {
+		name string
+		do   func(t *testing.T)
+		want []string
+	}{
+		{"the winner removed: the last file in path order takes over", remove(c), []string{"shop/web:81 " + b}},
+		{"an earlier file edited: loaded last, it wins", func(t *testing.T) { writeFile(t, a, svcYAML(83)) }, []string{"shop/web:83 " + a}},
+		{"a file that does not win removed", remove(b), []string{"shop/web:83 " + a}},
+		{"a file added: loaded last, it wins", func(t *testing.T) { writeFile(t, c, svcYAML(84)) }, []string{"shop/web:84 " + c}},
+		{"the winner drops it: the other file takes over", func(t *testing.T) { writeFile(t, c, other) },
+			[]string{"shop/other:85 " + c, "shop/web:83 " + a}},
+		{"the last definer removed", remove(a), []string{"shop/other:85 " + c}},
+	}
+	marker := filepath.Join(dir, "z-marker.yaml")
+	for i, step := range steps {
+		step.do(t)
+		// The rescan that reads the marker's new weights read the step too.
+		writeFile(t, marker, splitYAML(i, 100-i))
+		waitFor(t, r.synced, "step "+step.name, r.hasWeights(i, 100-i))
+		if diff := cmp.Diff(step.want, services(r.store)); diff != "" {
+			t.Errorf("%s: services (-want +got):\n%s", step.name, diff)
+		}
+	}
+}
+
 func svcYAML(port int) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{port: %d}]\n", port)
 }
@@ -320,4 +366,86 @@ func TestFileSourceBusyDirectory(t *testing.T) {
 
 	renameOver(t, path, splitYAML(10, 90))
 	waitFor(t, r.store.Changed(), "edit applied in a busy directory", r.hasWeights(10, 90))
+}
+
+// BenchmarkFileSourceRemove times a scale-down: from a directory of n files,
+// each a Service and its EndpointSlice, 99% of the files are removed, until
+// the store holds only the objects of the files left.
+func BenchmarkFileSourceRemove(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("files=%d", n), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				dir := b.TempDir()
+				for i := range n {
+					writeServiceFile(b, dir, i)
+				}
+				store, synced, stop := runSource(b, dir)
+				keep := n / 100
+				b.StartTimer()
+				for i := keep; i < n; i++ {
+					if err := os.Remove(serviceFile(dir, i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for len(store.Snapshot().Services()) != keep {
+					<-synced
+				}
+				b.StopTimer()
+				stop()
+			}
+		})
+	}
+}
+
+func serviceFile(dir string, i int) string {
+	return filepath.Join(dir, fmt.Sprintf("svc-%05d.yaml", i))
+}
+
+// writeServiceFile writes Service shop/svc-i and an EndpointSlice of it.
+func writeServiceFile(tb testing.TB, dir string, i int) {
+	tb.Helper()
+	data := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: svc-%[1]d, namespace: shop}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: svc-%[1]d-1, namespace: shop, labels: {kubernetes.io/service-name: svc-%[1]d}}
+addressType: IPv4
+endpoints: [{addresses: [10.0.%[2]d.%[3]d], conditions: {ready: true}}]
+`, i, i/256%256, i%256)
+	if err := os.WriteFile(serviceFile(dir, i), []byte(data), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// runSource runs a FileSource on dir until stop is called, and returns once
+// it loaded the directory. synced receives a value after each rescan.
+func runSource(tb testing.TB, dir string) (store *Store, synced <-chan struct{}, stop func()) {
+	tb.Helper()
+	store, err := NewStore()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sc := make(chan struct{}, 1)
+	src := &FileSource{Dir: dir, Store: store, Logger: slog.New(&recorder{}), synced: sc}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		tb.Fatalf("Run returned %v before ready", err)
+	}
+	return store, sc, func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run returned %v after cancel, want nil", err)
+		}
+	}
 }
