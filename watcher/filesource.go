@@ -102,7 +102,7 @@ func (f *FileSource) Run(ctx context.Context, ready chan<- struct{}) (err error)
 		}
 	}()
 	s := &syncer{f: f, w: w, files: map[string]*fileState{}, watched: map[string]bool{},
-		warned: map[string]bool{}, dups: map[string]string{}}
+		warned: map[string]bool{}, dups: map[objectID]string{}, definers: map[objectID]map[string]Object{}}
 	if err := s.sync(); err != nil {
 		return err
 	}
@@ -123,9 +123,13 @@ type syncer struct {
 	f       *FileSource
 	w       *fsnotify.Watcher
 	files   map[string]*fileState
-	watched map[string]bool   // directories under watch
-	warned  map[string]bool   // "apiVersion kind" already warned about
-	dups    map[string]string // duplicate object -> files, as last warned
+	watched map[string]bool     // directories under watch
+	warned  map[string]bool     // "apiVersion kind" already warned about
+	dups    map[objectID]string // duplicate object -> files, as last warned
+	// definers holds, for every object some file defines, each such file and
+	// the object's last definition in it. It equals what files hold, so that
+	// finding who else defines an object costs no scan of other files.
+	definers map[objectID]map[string]Object
 }
 
 // loop debounces watch events into rescans until ctx is done.
@@ -290,7 +294,7 @@ func (s *syncer) remove(path string) error {
 // disappears from the store in between.
 func (s *syncer) apply(path string, objs []Object) error {
 	for _, o := range s.dropped(path, objs) {
-		if other, obj, ok := s.definer(path, o); ok {
+		if other, obj, ok := s.definer(path, idOf(o)); ok {
 			if _, err := s.f.Store.Upsert(other, obj); err != nil {
 				return fmt.Errorf("apply %s: %w", other, err)
 			}
@@ -299,8 +303,28 @@ func (s *syncer) apply(path string, objs []Object) error {
 	if _, err := s.f.Store.ReplaceSource(path, objs); err != nil {
 		return fmt.Errorf("apply %s: %w", path, err)
 	}
-	s.files[path].objs = objs
+	s.index(path, objs)
 	return nil
+}
+
+// index makes objs what path holds, in files and definers.
+func (s *syncer) index(path string, objs []Object) {
+	st := s.files[path]
+	for _, o := range st.objs {
+		k := idOf(o)
+		delete(s.definers[k], path)
+		if len(s.definers[k]) == 0 {
+			delete(s.definers, k)
+		}
+	}
+	for _, o := range objs {
+		k := idOf(o)
+		if s.definers[k] == nil {
+			s.definers[k] = map[string]Object{}
+		}
+		s.definers[k][path] = o // a later definition in the file wins
+	}
+	st.objs = objs
 }
 
 // dropped returns the objects path held before that objs no longer holds.
@@ -309,13 +333,13 @@ func (s *syncer) dropped(path string, objs []Object) []Object {
 	if st == nil {
 		return nil
 	}
-	keep := map[string]bool{}
+	keep := make(map[objectID]bool, len(objs))
 	for _, o := range objs {
-		keep[objectID(o)] = true
+		keep[idOf(o)] = true
 	}
 	var out []Object
 	for _, o := range st.objs {
-		if !keep[objectID(o)] {
+		if !keep[idOf(o)] {
 			out = append(out, o)
 		}
 	}
@@ -323,18 +347,13 @@ func (s *syncer) dropped(path string, objs []Object) []Object {
 }
 
 // definer returns the last file, in path order, other than path that defines
-// an object with o's kind and key, and its definition there.
-func (s *syncer) definer(path string, o Object) (string, Object, bool) {
+// the object k, and its last definition there.
+func (s *syncer) definer(path string, k objectID) (string, Object, bool) {
 	var file string
 	var def Object
-	for _, p := range sortedKeys(s.files) {
-		if p == path {
-			continue
-		}
-		for _, c := range s.files[p].objs {
-			if objectID(c) == objectID(o) {
-				file, def = p, c
-			}
+	for p, o := range s.definers[k] {
+		if p != path && p > file {
+			file, def = p, o
 		}
 	}
 	return file, def, file != ""
@@ -353,37 +372,56 @@ func (s *syncer) warnUnknown(warns []Warning) {
 	}
 }
 
-// warnDuplicates logs each object defined more than once, when the set of
-// files defining it changes.
+// warnDuplicates logs each object defined more than once (twice in one file
+// counts), when the set of files defining it changes.
 func (s *syncer) warnDuplicates() {
-	defs := map[string][]string{}
-	byID := map[string]Object{}
+	defs := map[objectID][]string{}
 	for _, p := range sortedKeys(s.files) {
 		for _, o := range s.files[p].objs {
-			defs[objectID(o)] = append(defs[objectID(o)], p)
-			byID[objectID(o)] = o
+			defs[idOf(o)] = append(defs[idOf(o)], p)
 		}
 	}
-	now := map[string]string{}
-	for _, id := range sortedKeys(defs) {
-		files := defs[id]
-		if len(files) < 2 {
+	var dups []objectID
+	for k, files := range defs {
+		if len(files) > 1 {
+			dups = append(dups, k)
+		}
+	}
+	sort.Slice(dups, func(i, j int) bool { return dups[i].less(dups[j]) })
+	sources := map[Kind]map[string]string{} // read once per kind, as needed
+	now := make(map[objectID]string, len(dups))
+	for _, k := range dups {
+		now[k] = strings.Join(defs[k], ", ")
+		if s.dups[k] == now[k] {
 			continue
 		}
-		now[id] = strings.Join(files, ", ")
-		if s.dups[id] == now[id] {
-			continue
+		if sources[k.kind] == nil {
+			sources[k.kind] = s.f.Store.Sources(k.kind)
 		}
-		o := byID[id]
 		s.f.logger().Warn("object defined more than once; the file loaded last wins",
-			"kind", o.Kind, "object", o.Key(), "files", now[id],
-			"using", s.f.Store.Sources(o.Kind)[o.Key()])
+			"kind", k.kind, "object", k.key(), "files", now[k], "using", sources[k.kind][k.key()])
 	}
 	s.dups = now
 }
 
-// objectID identifies an object across files: kind and namespace/name.
-func objectID(o Object) string { return string(o.Kind) + " " + o.Key() }
+// objectID identifies an object across files: kind, namespace and name.
+type objectID struct {
+	kind            Kind
+	namespace, name string
+}
+
+func idOf(o Object) objectID { return objectID{kind: o.Kind, namespace: o.Namespace, name: o.Name} }
+
+// key returns "namespace/name", as Object.Key.
+func (k objectID) key() string { return k.namespace + "/" + k.name }
+
+// less orders keys by kind, then by "namespace/name".
+func (k objectID) less(o objectID) bool {
+	if k.kind != o.kind {
+		return k.kind < o.kind
+	}
+	return k.key() < o.key()
+}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
