@@ -55,9 +55,15 @@ type Config struct {
 	OutboundPort    uint32
 	// ClusterGrace is how long an unused cluster is still served.
 	ClusterGrace time.Duration
-	// Debounce is how long the first change waits for more; DebounceMax
-	// bounds the wait under a steady stream of changes.
-	Debounce    time.Duration
+	// Debounce is the window after a translation: a store change seen
+	// when none ended within it is translated at once; changes seen while
+	// one runs or within Debounce after it ended are translated together
+	// when the window ends.
+	Debounce time.Duration
+	// DebounceMax is ignored: no change waits longer than a translation
+	// and Debounce.
+	//
+	// Deprecated: kept so that configurations setting it still build.
 	DebounceMax time.Duration
 	// Pprof serves Go's profiles under /debug/pprof/ on the admin address.
 	Pprof bool
@@ -184,16 +190,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return first
 }
 
-// translateLoop translates once now and again after every burst of changes.
+// translateLoop translates once now, then on store changes as a coalescer
+// with window Debounce decides, until ctx is done.
 func (s *Server) translateLoop(ctx context.Context) error {
-	s.translate(ctx, time.Now())
-	for {
-		changedAt, ok := debounce(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax)
-		if !ok {
-			return nil
-		}
-		s.translate(ctx, changedAt)
+	select {
+	case <-s.store.Changed(): // the load, which this translation takes in
+	default:
 	}
+	s.translate(ctx, time.Now())
+	translateOnChange(ctx, s.store.Changed(), s.cfg.Debounce, time.Now(), s.translate)
+	return nil
 }
 
 // translate translates the store and hands the result to the ADS server,
@@ -224,35 +230,6 @@ func (s *Server) logRejected(objs []status.Object) {
 	for _, o := range objs {
 		if c := o.Get(status.Accepted); c != nil && c.Status == status.False {
 			s.log.Warn("object not accepted", "kind", o.Kind, "namespace", o.Namespace, "name", o.Name, "reason", c.Reason, "message", c.Message)
-		}
-	}
-}
-
-// debounce waits for a change, then for quiet lasting wait, never longer
-// than max in total. It returns when it saw the first change, and false
-// when ctx is done.
-func debounce(ctx context.Context, changed <-chan struct{}, wait, max time.Duration) (time.Time, bool) {
-	select {
-	case <-ctx.Done():
-		return time.Time{}, false
-	case <-changed:
-	}
-	first := time.Now()
-	deadline := time.NewTimer(max)
-	defer deadline.Stop()
-	for {
-		quiet := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			quiet.Stop()
-			return time.Time{}, false
-		case <-changed:
-			quiet.Stop()
-		case <-quiet.C:
-			return first, true
-		case <-deadline.C:
-			quiet.Stop()
-			return first, true
 		}
 	}
 }
