@@ -93,6 +93,8 @@ type Server struct {
 	lastStatus []status.Object
 	ir         *ir.IR // last translation; nil before the first
 	ready      bool
+
+	rejections *rejectionLog // only translate uses it
 }
 
 // source fills the store; see watcher.FileSource and watcher.KubeSource.
@@ -112,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, store: store}
+	s := &Server{cfg: cfg, log: cfg.Logger, store: store, rejections: &rejectionLog{log: cfg.Logger}}
 	if cfg.Dir != "" {
 		s.files = &watcher.FileSource{Dir: cfg.Dir, Store: store, Logger: cfg.Logger}
 		s.source = s.files
@@ -222,16 +224,8 @@ func (s *Server) translate(ctx context.Context, changedAt time.Time) {
 	if s.status != nil {
 		s.status.offer(res.Status)
 	}
-	s.logRejected(res.Status)
+	s.rejections.observe(res.Status)
 	s.log.Info("translated", "hosts", len(res.IR.Hosts), "clusters", len(res.IR.Clusters), "took", time.Since(start).Round(time.Microsecond))
-}
-
-func (s *Server) logRejected(objs []status.Object) {
-	for _, o := range objs {
-		if c := o.Get(status.Accepted); c != nil && c.Status == status.False {
-			s.log.Warn("object not accepted", "kind", o.Kind, "namespace", o.Namespace, "name", o.Name, "reason", c.Reason, "message", c.Message)
-		}
-	}
 }
 
 func (s *Server) serveAdmin(ctx context.Context) error {
