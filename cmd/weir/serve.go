@@ -45,7 +45,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.UintVar(&outboundPort, "outbound-port", envoy.DefaultOutboundPort, "sidecar outbound listener port, unless the node's metadata sets weir.outbound_port")
 	fs.DurationVar(&cfg.ClusterGrace, "cluster-grace", 5*time.Second, "how long a cluster no route uses is still served")
 	fs.DurationVar(&cfg.Debounce, "debounce", 100*time.Millisecond, "window after a translation: a change when none ended within it is translated at once; changes during a translation or its window are translated together when the window ends")
-	fs.DurationVar(&cfg.DebounceMax, "debounce-max", time.Second, "ignored (no change waits longer than a translation and --debounce); kept so that command lines setting it still work")
+	fs.DurationVar(&cfg.DebounceMax, "debounce-max", time.Second, "longest window under a stream of changes (the window doubles with each translation they start)")
 	fs.StringVar(&otlpEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector (host:port) to send a trace span per translation and per push to; default none")
 	fs.BoolVar(&otlpInsecure, "otlp-insecure", false, "talk to the --otlp-endpoint in plaintext instead of TLS")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -7,17 +7,22 @@ import (
 
 // coalescer decides when the store is translated. A change seen when no
 // translation ended within the last window is translated at once. Changes
-// seen while a translation runs, or within window after one ended, are
-// translated together, once, when that window ends. So a single change waits
-// for nothing, and a stream of changes is translated about once a window.
+// seen while a translation runs, or within the window after one ended, are
+// translated together, once, when that window ends. Under a stream of
+// changes the window doubles with each translation that such changes
+// started, up to maxWindow, and is back to window once a change finds the
+// store quiet. So a single change waits for nothing, and a long stream of
+// changes is translated about once per maxWindow.
 //
 // Its methods take the current time; it is not safe for concurrent use.
 type coalescer struct {
-	window  time.Duration
-	pending bool      // a change is not yet translated
-	since   time.Time // when the earliest such change was seen
-	running bool      // a translation started and has not ended
-	lastEnd time.Time // when the last translation ended; zero if none
+	window    time.Duration
+	maxWindow time.Duration // zero: the window never grows
+	current   time.Duration // the window after the last translation
+	pending   bool          // a change is not yet translated
+	since     time.Time     // when the earliest such change was seen
+	running   bool          // a translation started and has not ended
+	lastEnd   time.Time     // when the last translation ended; zero if none
 }
 
 // changed records a change of the store seen at now.
@@ -38,8 +43,15 @@ func (c *coalescer) next(now time.Time) (start bool, changedAt, wake time.Time) 
 	if !c.pending || c.running {
 		return false, time.Time{}, time.Time{}
 	}
-	if end := c.lastEnd.Add(c.window); !c.lastEnd.IsZero() && now.Before(end) {
+	c.current = max(c.current, c.window)
+	end := c.lastEnd.Add(c.current)
+	if !c.lastEnd.IsZero() && now.Before(end) {
 		return false, time.Time{}, end
+	}
+	if !c.lastEnd.IsZero() && c.since.Before(end) {
+		c.current = min(2*c.current, max(c.maxWindow, c.window)) // still changing
+	} else {
+		c.current = c.window // the store was quiet for a window
 	}
 	c.pending, c.running = false, true
 	return true, c.since, time.Time{}
@@ -50,9 +62,9 @@ func (c *coalescer) next(now time.Time) (start bool, changedAt, wake time.Time) 
 // the earliest change it takes in; calls never overlap. It returns once ctx
 // is done and no call runs. lastEnd is when the last translation before it
 // ended; zero if none.
-func translateOnChange(ctx context.Context, changed <-chan struct{}, window time.Duration, lastEnd time.Time,
+func translateOnChange(ctx context.Context, changed <-chan struct{}, window, maxWindow time.Duration, lastEnd time.Time,
 	translate func(ctx context.Context, changedAt time.Time)) {
-	c := &coalescer{window: window, lastEnd: lastEnd}
+	c := &coalescer{window: window, maxWindow: maxWindow, lastEnd: lastEnd}
 	ended := make(chan time.Time, 1)
 	var wake <-chan time.Time // armed while changes wait for the window to end
 	for {

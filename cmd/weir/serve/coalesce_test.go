@@ -17,9 +17,9 @@ type run struct{ start, changedAt time.Duration }
 // when each translation takes took, as translateOnChange drives it, and
 // returns the translations. Events of one instant are taken in before
 // next is asked.
-func simulate(window, took time.Duration, changes []time.Duration) []run {
+func simulate(window, maxWindow, took time.Duration, changes []time.Duration) []run {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := &coalescer{window: window}
+	c := &coalescer{window: window, maxWindow: maxWindow}
 	var out []run
 	const never = time.Duration(1<<63 - 1)
 	ends, wake := never, never
@@ -76,7 +76,7 @@ func TestCoalescer(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, simulate(ms(100), tc.took, tc.changes), cmp.AllowUnexported(run{})); diff != "" {
+			if diff := cmp.Diff(tc.want, simulate(ms(100), 0, tc.took, tc.changes), cmp.AllowUnexported(run{})); diff != "" {
 				t.Errorf("translations (-want +got):\n%s", diff)
 			}
 		})
@@ -96,7 +96,7 @@ func TestCoalescerBurst(t *testing.T) {
 	}
 	for _, took := range []time.Duration{0, ms(1), ms(20), ms(250), ms(2000)} {
 		t.Run(fmt.Sprintf("translation %v", took), func(t *testing.T) {
-			runs := simulate(window, took, changes)
+			runs := simulate(window, 0, took, changes)
 			limit := 1 + int((time.Second+window+took-1)/(window+took))
 			if len(runs) > limit {
 				t.Errorf("%d translations, want at most %d", len(runs), limit)
@@ -148,7 +148,7 @@ func startTranslateOnChange(t *testing.T, window time.Duration) (changed chan st
 		<-running
 	}
 	go func() {
-		translateOnChange(ctx, changed, window, time.Time{}, translate)
+		translateOnChange(ctx, changed, window, 0, time.Time{}, translate)
 		returned <- len(running) == 0
 	}()
 	wait = sync.OnceValue(func() bool { return <-returned })
@@ -203,5 +203,26 @@ func TestTranslateOnChangeCancel(t *testing.T) {
 	close(c.release)
 	if !wait() {
 		t.Error("translateOnChange returned while a translation ran")
+	}
+}
+
+// TestCoalescerGrowingWindow: under a stream of changes the window doubles
+// up to its maximum, so a long burst makes few translations, and a change
+// that finds the store quiet is translated at once again.
+func TestCoalescerGrowingWindow(t *testing.T) {
+	var changes []time.Duration
+	for k := range 1000 {
+		changes = append(changes, time.Duration(k)*time.Second/1000)
+	}
+	changes = append(changes, ms(5000))
+	got := simulate(ms(100), ms(1000), ms(10), changes)
+	want := []run{{0, 0}, {ms(110), ms(1)}, {ms(320), ms(111)}, {ms(730), ms(321)}, {ms(1540), ms(731)}, {ms(5000), ms(5000)}}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(run{})); diff != "" {
+		t.Errorf("translations (-want +got):\n%s", diff)
+	}
+	for _, took := range []time.Duration{0, ms(1), ms(20), ms(250)} {
+		if runs := simulate(ms(100), ms(1000), took, changes[:1000]); len(runs) > 10 {
+			t.Errorf("translation %v: %d translations of 1,000 changes in one second, want at most 10", took, len(runs))
+		}
 	}
 }

@@ -57,13 +57,10 @@ type Config struct {
 	ClusterGrace time.Duration
 	// Debounce is the window after a translation: a store change seen
 	// when none ended within it is translated at once; changes seen while
-	// one runs or within Debounce after it ended are translated together
-	// when the window ends.
-	Debounce time.Duration
-	// DebounceMax is ignored: no change waits longer than a translation
-	// and Debounce.
-	//
-	// Deprecated: kept so that configurations setting it still build.
+	// one runs or within the window after it ended are translated together
+	// when the window ends. Under a stream of changes the window doubles
+	// with each such translation, up to DebounceMax.
+	Debounce    time.Duration
 	DebounceMax time.Duration
 	// Pprof serves Go's profiles under /debug/pprof/ on the admin address.
 	Pprof bool
@@ -200,7 +197,7 @@ func (s *Server) translateLoop(ctx context.Context) error {
 	default:
 	}
 	s.translate(ctx, time.Now())
-	translateOnChange(ctx, s.store.Changed(), s.cfg.Debounce, time.Now(), s.translate)
+	translateOnChange(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax, time.Now(), s.translate)
 	return nil
 }
 
