@@ -79,6 +79,7 @@ type Server struct {
 	keys    map[envoy.Proxy]*keyState
 	nodes   map[string]*nodeState
 	timer   *time.Timer
+	timerAt time.Time // the deadline timer is armed for
 	now     func() time.Time
 	testFix func(envoy.Proxy, *envoy.Resources) // test-only hook, see SetTestMutator
 	// wire holds one copy of each resource content in use, shared by every
@@ -111,6 +112,9 @@ type nodeState struct {
 	publishedAt time.Time
 	retireAt    time.Time
 	timedOut    bool
+	// answeredAll: the node answered every type of its last step (or the
+	// wait timed out), so no ACK deadline is pending.
+	answeredAll bool
 	// warming are the clusters a gRPC warm step newly names: grpc-go sets
 	// one up only once it has its cluster and endpoints, after ACKing the
 	// route that names it.
@@ -256,6 +260,19 @@ func (s *Server) SnapshotVersions(nodeID string) map[string]string {
 		}
 	}
 	return out
+}
+
+// PublishedNames returns the names of the resources of typeURL published
+// for a node, sorted; nil for an unknown node. A proxy asking for some
+// names only gets those of them; the others are still served to it.
+func (s *Server) PublishedNames(nodeID, typeURL string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns, ok := s.nodes[nodeID]
+	if !ok || ns.published == nil {
+		return nil
+	}
+	return ns.published.set.names(typeURL)
 }
 
 // DesiredVersions returns the versions a node is moving to (equal to
@@ -451,7 +468,7 @@ func (s *Server) answered(nodeID string) {
 	if ns, ok := s.nodes[nodeID]; ok {
 		s.measureLocked(nodeID, ns)
 		s.advanceLocked(nodeID)
-		s.scheduleLocked()
+		s.scheduleNodeLocked(ns)
 	}
 }
 
@@ -486,6 +503,7 @@ func (s *Server) advanceLocked(nodeID string) {
 		if ks == nil || ks.desired == nil || !s.settledLocked(nodeID, ns) {
 			return
 		}
+		ns.answeredAll = true
 		m := s.stepTo(ns.published, ks.desired, ns.key.Role)
 		if m.st == stepSettled {
 			if ns.step != stepSettled {
@@ -600,7 +618,7 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next *config, st st
 		s.log.Error("xds: set snapshot", "node", nodeID, "err", err)
 		return
 	}
-	ns.published, ns.step, ns.pending, ns.publishedAt, ns.timedOut = next, st, pending, s.now(), false
+	ns.published, ns.step, ns.pending, ns.publishedAt, ns.timedOut, ns.answeredAll = next, st, pending, s.now(), false, false
 	if st == stepSwitch {
 		ns.retireAt = s.now().Add(s.opts.ClusterGrace)
 	}
@@ -634,38 +652,80 @@ func (s *Server) startPush(nodeID string, ns *nodeState, st step, next resourceS
 	return span
 }
 
-// scheduleLocked arms one timer for the earliest grace end or ACK deadline.
-func (s *Server) scheduleLocked() {
+// deadlineLocked returns when ns must be looked at again though it says
+// nothing: its ACK deadline, the end of its grace period, or of a gRPC
+// warm step's dwell. Zero means never.
+func (s *Server) deadlineLocked(ns *nodeState) time.Time {
 	var next time.Time
 	consider := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
 		}
 	}
+	if len(ns.pending) > 0 && !ns.timedOut && !ns.answeredAll {
+		consider(ns.publishedAt.Add(s.opts.AckTimeout))
+	}
+	if ns.step == stepSwitch {
+		consider(ns.retireAt)
+	}
+	if len(ns.warming) > 0 && ns.step == stepWarm {
+		consider(ns.publishedAt.Add(grpcWarmDwell))
+	}
+	return next
+}
+
+// timerSlack batches deadlines: the timer fires this long after the
+// earliest, for every node due by then, so that a thousand nodes whose
+// grace periods end a few milliseconds apart take one pass, not a
+// thousand.
+const timerSlack = 20 * time.Millisecond
+
+// scheduleLocked arms the timer for the earliest deadline of any node.
+func (s *Server) scheduleLocked() {
+	var next time.Time
 	for _, ns := range s.nodes {
-		if len(ns.pending) > 0 && !ns.timedOut {
-			consider(ns.publishedAt.Add(s.opts.AckTimeout))
-		}
-		if ns.step == stepSwitch {
-			consider(ns.retireAt)
-		}
-		if len(ns.warming) > 0 && ns.step == stepWarm {
-			consider(ns.publishedAt.Add(grpcWarmDwell))
+		if d := s.deadlineLocked(ns); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
 		}
 	}
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	if !next.IsZero() {
-		s.timer = time.AfterFunc(next.Sub(s.now())+time.Millisecond, s.tick)
+	s.armLocked(next)
+}
+
+// scheduleNodeLocked makes sure the timer fires by ns's deadline, without
+// looking at other nodes.
+func (s *Server) scheduleNodeLocked(ns *nodeState) {
+	if d := s.deadlineLocked(ns); !d.IsZero() && (s.timer == nil || d.Before(s.timerAt)) {
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.armLocked(d)
 	}
 }
 
+func (s *Server) armLocked(at time.Time) {
+	if at.IsZero() {
+		s.timer = nil
+		return
+	}
+	s.timerAt = at
+	s.timer = time.AfterFunc(at.Sub(s.now())+timerSlack, s.tick)
+}
+
+// tick advances the nodes whose deadline passed.
 func (s *Server) tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.advanceAllLocked()
+	now := s.now()
+	for id, ns := range s.nodes {
+		if d := s.deadlineLocked(ns); !d.IsZero() && !d.After(now) {
+			s.advanceLocked(id)
+		}
+	}
+	s.scheduleLocked()
 }
 
 func (s *Server) stopTimer() {
