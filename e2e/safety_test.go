@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -289,8 +290,17 @@ func appearAndGoGRPC(t *testing.T) {
 		return nil
 	})
 	switched := time.Now()
-	ackedVersions(t, g.weir.XDS(), g.nodeID, nil, grpcTypes...)
+	// The client asks only for what its routes name, so its versions
+	// reach the desired ones at the switch; the retirement is when v1's
+	// cluster leaves what is served to it.
+	waitFor(t, 10*time.Second, "weir to retire the cluster of v1", func() error {
+		if slices.Contains(g.weir.XDS().PublishedNames(g.nodeID, resourcev3.ClusterType), "outbound|50051||echo-v1.grpcdemo.svc.cluster.local") {
+			return errNotYet
+		}
+		return nil
+	})
 	retired := time.Now()
+	ackedVersions(t, g.weir.XDS(), g.nodeID, nil, grpcTypes...)
 	if retired.Sub(switched) < safetyGrace/2 {
 		t.Errorf("the cluster of v1 was retired %v after the routes moved away, want about the grace period %v", retired.Sub(switched), safetyGrace)
 	}
