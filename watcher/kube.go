@@ -224,8 +224,13 @@ type sink struct {
 
 func (s sink) handlers() cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc:    func(obj any, _ bool) { s.upsert(obj) },
-		UpdateFunc: func(_, obj any) { s.upsert(obj) },
+		AddFunc: func(obj any, _ bool) { s.upsert(obj) },
+		UpdateFunc: func(old, obj any) {
+			if s.kind != KindPod && statusOnlyUpdate(old, obj) {
+				return
+			}
+			s.upsert(obj)
+		},
 		DeleteFunc: s.delete,
 	}
 }
