@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -15,12 +17,13 @@ import (
 
 // session is one weir process with its clients.
 type session struct {
-	name  string
-	mesh  *mesh
-	weir  *weirProc
-	fleet *fleet
-	grpc  []*grpcGo
-	dir   string // this session's work directory
+	name   string
+	mesh   *mesh
+	writer meshWriter // where the mesh's changes are written for weir to read
+	weir   *weirProc
+	fleet  *fleet
+	grpc   []*grpcGo
+	dir    string // this session's work directory
 
 	closed bool
 }
@@ -29,6 +32,7 @@ type session struct {
 func startSession(c config, name string, n int) (*session, error) {
 	dir := filepath.Join(c.work, name)
 	s := &session{name: name, dir: dir, mesh: newMesh(filepath.Join(dir, "manifests"), n, c.perNamespace)}
+	s.writer = fileWriter{s.mesh}
 	if err := s.mesh.writeAll(); err != nil {
 		return nil, err
 	}
@@ -43,6 +47,33 @@ func startSession(c config, name string, n int) (*session, error) {
 	s.fleet = &fleet{addr: s.weir.xdsAddr}
 	return s, nil
 }
+
+// meshWriter changes a mesh where weir reads it.
+type meshWriter interface {
+	// setWeights sets service i's split to (v1, v2) and returns once it is
+	// written, with the time the write was issued: the time weight-change
+	// latencies count from.
+	setWeights(i, v1, v2 int) (time.Time, error)
+	// addEndpoint gives version v of service i one more endpoint and
+	// returns once it is written.
+	addEndpoint(i, v int) error
+	// inFlight is how many addEndpoint calls may run at once; with 1 they
+	// run one after another.
+	inFlight() int
+}
+
+// fileWriter writes a mesh's changes to its files, one at a time: a
+// change rewrites a whole file.
+type fileWriter struct{ m *mesh }
+
+func (f fileWriter) setWeights(i, v1, v2 int) (time.Time, error) {
+	t0 := time.Now()
+	return t0, f.m.setWeights(i, v1, v2)
+}
+
+func (f fileWriter) addEndpoint(i, v int) error { return f.m.addEndpoint(i, v) }
+
+func (fileWriter) inFlight() int { return 1 }
 
 // mix is how many raw clients of each kind a session connects.
 type mix struct{ sidecars, delta, grpc int }
@@ -222,8 +253,8 @@ func (s *session) weightChanges(c config, rounds int) (weightResult, error) {
 	weights := [][2]int{{50, 50}, {10, 90}, {90, 10}, {1, 99}, {99, 1}}
 	for r := range rounds {
 		w := weights[r%len(weights)]
-		t0 := time.Now()
-		if err := s.mesh.setWeights(0, w[0], w[1]); err != nil {
+		t0, err := s.writer.setWeights(0, w[0], w[1])
+		if err != nil {
 			return res, err
 		}
 		lat, missing := firstAfter(sidecars, resourcev3.RouteType, t0, 2*time.Minute)
@@ -287,7 +318,7 @@ func (s *session) endpointChange() (endpointResult, error) {
 		return res, err
 	}
 	t0 := time.Now()
-	if err := s.mesh.addEndpoint(1, 1); err != nil {
+	if err := s.writer.addEndpoint(1, 1); err != nil {
 		return res, err
 	}
 	if _, missing := firstAfter(s.fleet.of(ofKind(sidecarSotW)), resourcev3.EndpointType, t0, 2*time.Minute); missing > 0 {
@@ -326,12 +357,8 @@ func (s *session) burst(n int) (burstResult, error) {
 		return res, err
 	}
 	t0 := time.Now()
-	for k := range n {
-		time.Sleep(time.Until(t0.Add(time.Duration(k) * time.Second / time.Duration(n))))
-		i := (k*7919 + 3) % s.mesh.services
-		if err := s.mesh.addEndpoint(i, 2); err != nil {
-			return res, err
-		}
+	if err := s.writeBurst(n, t0); err != nil {
+		return res, err
 	}
 	res.writing = time.Since(t0)
 	// The last write changes every sidecar's endpoints: once each got them,
@@ -355,6 +382,39 @@ func (s *session) burst(n int) (burstResult, error) {
 		res.maxByKind[a.kind] = max(res.maxByKind[a.kind], got)
 	}
 	return res, s.fleet.failures()
+}
+
+// writeBurst starts update k of n at t0 + k/n s, as many at once as the
+// writer allows (when none may start, a slow write delays the ones after
+// it), and returns the first error once every started one finished.
+func (s *session) writeBurst(n int, t0 time.Time) error {
+	slots := make(chan struct{}, s.writer.inFlight())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for k := range n {
+		time.Sleep(time.Until(t0.Add(time.Duration(k) * time.Second / time.Duration(n))))
+		slots <- struct{}{}
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		i := (k*7919 + 3) % s.mesh.services
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := s.writer.addEndpoint(i, 2); err != nil {
+				mu.Lock()
+				first = cmp.Or(first, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
 var translatedLine = regexp.MustCompile(`msg=translated hosts=(\d+)`)
