@@ -1,6 +1,6 @@
 // Command weir-bench measures weir serve at scale: it generates a mesh of
 // services with versions and TrafficSplits, runs weir as a separate process
-// on the file source, connects raw ADS clients (answering like Envoy
+// on the file source and on a kube-apiserver it starts, connects raw ADS clients (answering like Envoy
 // sidecars and proxyless gRPC clients), real grpc-go xDS clients and a real
 // Envoy, and writes what it measured to a Markdown file, side by side with
 // peer control planes measured in the same run.
@@ -22,6 +22,8 @@ import (
 // config is what the flags set.
 type config struct {
 	weirBin, envoyBin string
+	kubeBin           string // directory of etcd and kube-apiserver
+	deployDir         string // weir's CRDs and RBAC, for the Kubernetes path
 	out, work         string
 	goBench           string // file holding `go test -bench` output to include
 	peersDir          string
@@ -29,6 +31,7 @@ type config struct {
 
 	services        int // the scale run
 	latencyServices int // the weight-change latency run
+	kubeServices    int // the Kubernetes path; 0: latencyServices
 	envoyServices   int
 	perNamespace    int
 	proxies         int // raw sidecars (SotW) in the latency run; all proxies in the scale run
@@ -59,6 +62,8 @@ func main() {
 	flag.IntVar(&iterations, "iterations", 3, "translations timed with -translate")
 	flag.StringVar(&c.weirBin, "weir", "bin/weir", "weir binary to run")
 	flag.StringVar(&c.envoyBin, "envoy", envOr("WEIR_ENVOY", ".cache/bin/envoy"), "Envoy binary for the real-Envoy run")
+	flag.StringVar(&c.kubeBin, "k8s-bin", kubeBinDir(), "directory of etcd and kube-apiserver for the Kubernetes path (`make k8sbins` builds them)")
+	flag.StringVar(&c.deployDir, "deploy", "deploy", "directory of weir's CRDs (crds/) and RBAC (rbac.yaml), installed on the Kubernetes path")
 	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "Markdown file to write")
 	flag.StringVar(&c.work, "work", "", "directory for manifests, logs and profiles (default: a new temporary one)")
 	flag.StringVar(&c.goBench, "gobench", "", "file with `go test -bench` output to include")
@@ -66,6 +71,7 @@ func main() {
 	flag.StringVar(&c.findings, "findings", "bench/findings.md", "Markdown notes on the profiles to include")
 	flag.IntVar(&c.services, "services", 10000, "services in the scale run")
 	flag.IntVar(&c.latencyServices, "latency-services", 1000, "services in the weight-change latency run")
+	flag.IntVar(&c.kubeServices, "kube-services", 0, "services in the Kubernetes path's run (default: -latency-services)")
 	flag.DurationVar(&c.scaleDownTimeout, "scale-down-timeout", 90*time.Second, "longest wait for the scale run's scale-down to the first namespace")
 	flag.IntVar(&c.envoyServices, "envoy-services", 1000, "services in the real-Envoy run")
 	flag.IntVar(&c.perNamespace, "per-namespace", 100, "services per namespace")
@@ -81,7 +87,7 @@ func main() {
 	flag.DurationVar(&c.connectTimeout, "connect-timeout", 5*time.Minute, "longest wait for every client to have a configuration")
 	flag.StringVar(&c.peerSizes, "peer-sizes", "1000,5000,10000", "route counts for the Envoy Gateway translator")
 	flag.IntVar(&c.peerClients, "peer-clients", 100, "SotW clients of the go-control-plane peer")
-	flag.StringVar(&skip, "skip", "", "comma-separated runs to skip: scale, latency, envoy, peers")
+	flag.StringVar(&skip, "skip", "", "comma-separated runs to skip: latency, kube, scale, envoy, peers")
 	flag.StringVar(&weirArgs, "weir-args", "", "extra flags for weir serve, space-separated")
 	flag.Parse()
 	if translateN > 0 {
@@ -141,6 +147,7 @@ func run(ctx context.Context, c config) error {
 		run  func(context.Context, config, *report) error
 	}{
 		{"latency", runLatency},
+		{"kube", runKube},
 		{"scale", runScale},
 		{"envoy", runEnvoy},
 		{"peers", runPeers},

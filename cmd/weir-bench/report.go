@@ -24,6 +24,7 @@ type report struct {
 	latency               *latencyRun
 	scale                 *scaleRun
 	envoy                 *envoyRun
+	kube                  *kubeRun
 	peers                 *peerResults
 }
 
@@ -100,6 +101,14 @@ func kernel() string {
 
 type row struct{ figure, target, measured, verdict string }
 
+// changeWords say how a run wrote its changes, for the report's sentences.
+type changeWords struct {
+	weight, endpoint string
+	origin           string // where the clients' latencies count from
+}
+
+var fileWrites = changeWords{weight: "each rewrites the namespace's splits file", endpoint: "each rewrites one endpoints file", origin: "the file write"}
+
 func verdict(ok bool) string {
 	if ok {
 		return "pass"
@@ -115,7 +124,7 @@ func (r *report) write(path string) error {
 	w("`bench/findings.md`. Measured %s on %s.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), machine())
 	w("Command: `make bench`, which runs the translator benchmarks and then\n\n    %s\n\n", r.cfg.command)
 	w("The whole run took %v; the load average (1, 5, 15 min) was %s before it and %s after. weir ran as a separate process (`weir serve --dir`, default flags, `--pprof`) on\n", r.took.Round(time.Second), r.loadBefore, r.loadAfter)
-	w("the file source; its clients, Envoy and the peers ran on the same machine.\n\n")
+	w("the file source; its clients, Envoy and the peers ran on the same machine.%s\n\n", r.kubeNote())
 	if len(r.failed) > 0 {
 		w("**Runs that failed:**\n\n")
 		for _, f := range r.failed {
@@ -138,6 +147,7 @@ func (r *report) write(path string) error {
 	r.writePeers(&b)
 	r.writeTranslator(&b, benches)
 	r.writeLatency(&b)
+	r.writeKube(&b)
 	r.writeScale(&b)
 	r.writeEnvoy(&b)
 	if notes, err := os.ReadFile(r.cfg.findings); err == nil {
@@ -192,13 +202,25 @@ func (r *report) targetRows(benches []goBench) []row {
 		if br.b.updates == 0 {
 			continue
 		}
-		rows = append(rows, row{fmt.Sprintf("%s EndpointSlice updates in one second (%s services)", count(br.b.updates), count(br.services)),
-			"<= 10 translations, no proxy receives more than 10 pushes",
-			fmt.Sprintf("%.0f translations, at most %d responses to one proxy", br.b.translations, br.b.maxPushes),
-			verdict(br.b.translations <= 10 && br.b.maxPushes <= 10)})
+		rows = append(rows, burstRow(fmt.Sprintf("%s EndpointSlice updates in one second (%s services)", count(br.b.updates), count(br.services)), br.b))
 	}
+	rows = append(rows, r.kubeRows()...)
 	rows = append(rows, r.peerRows()...)
 	return rows
+}
+
+func burstRow(figure string, br burstResult) row {
+	return row{figure, "<= 10 translations, no proxy receives more than 10 pushes",
+		fmt.Sprintf("%.0f translations, at most %d responses to one proxy", br.translations, br.maxPushes),
+		verdict(br.translations <= 10 && br.maxPushes <= 10)}
+}
+
+// kubeNote says where weir ran on the Kubernetes path, if it ran.
+func (r *report) kubeNote() string {
+	if r.kube == nil {
+		return ""
+	}
+	return " On the Kubernetes path\n(its own section) weir ran with `--kubeconfig` on a kube-apiserver started by the harness."
 }
 
 // mixString says what the scale run's proxies were.
@@ -324,9 +346,9 @@ func (r *report) writeLatency(b *strings.Builder) {
 		count(lr.proxies), count(r.cfg.proxies), min(r.cfg.proxyNamespaces, (lr.services+r.cfg.perNamespace-1)/r.cfg.perNamespace), r.cfg.deltaProxies, r.cfg.grpcRaw)
 	fmt.Fprintf(b, "gRPC clients (each of one of 10 services) and %d real grpc-go xDS clients. They connected in %s. Settled: RSS %s, %.0f goroutines, CPU %s since start.\n\n",
 		r.cfg.grpcGo, ms(lr.connect), mb(lr.settled.rss), lr.settled.goroutines, ms(lr.settled.cpu))
-	writeWeights(b, lr.weights)
+	writeWeights(b, lr.weights, fileWrites)
 	writeEndpoint(b, lr.endpoint)
-	writeBurst(b, lr.burst)
+	writeBurst(b, lr.burst, fileWrites)
 	if lr.down != nil && len(lr.down.samples) > 0 {
 		fmt.Fprintf(b, "| | RSS | goroutines | CPU since start |\n|---|---|---|---|\n")
 		fmt.Fprintf(b, "| settled at %s services | %s | %.0f | %s |\n", count(lr.services), mb(lr.settled.rss), lr.settled.goroutines, ms(lr.settled.cpu))
@@ -367,8 +389,8 @@ func writeDownRows(b *strings.Builder, d *downResult) {
 	}
 }
 
-func writeWeights(b *strings.Builder, wr weightResult) {
-	fmt.Fprintf(b, "%d weight changes of one TrafficSplit (each rewrites the namespace's splits file). Time from the file write to each proxy's ACK of the new routes:\n\n", len(wr.lastAck))
+func writeWeights(b *strings.Builder, wr weightResult, how changeWords) {
+	fmt.Fprintf(b, "%d weight changes of one TrafficSplit (%s). Time from %s to each proxy's ACK of the new routes:\n\n", len(wr.lastAck), how.weight, how.origin)
 	fmt.Fprintf(b, "| proxies | n | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
 	line := func(name string, ds []time.Duration) {
 		if len(ds) == 0 {
@@ -399,9 +421,9 @@ func writeEndpoint(b *strings.Builder, er endpointResult) {
 	fmt.Fprintln(b)
 }
 
-func writeBurst(b *strings.Builder, br burstResult) {
-	fmt.Fprintf(b, "%s EndpointSlice updates written over %s (each rewrites one endpoints file): %.0f translations; responses to one proxy at most %d (sidecar SotW %d, delta %d, gRPC %d).\n\n",
-		count(br.updates), ms(br.writing), br.translations, br.maxPushes, br.maxByKind[sidecarSotW], br.maxByKind[sidecarDelta], br.maxByKind[grpcSotW])
+func writeBurst(b *strings.Builder, br burstResult, how changeWords) {
+	fmt.Fprintf(b, "%s EndpointSlice updates written over %s (%s): %.0f translations; responses to one proxy at most %d (sidecar SotW %d, delta %d, gRPC %d).\n\n",
+		count(br.updates), ms(br.writing), how.endpoint, br.translations, br.maxPushes, br.maxByKind[sidecarSotW], br.maxByKind[sidecarDelta], br.maxByKind[grpcSotW])
 }
 
 func (r *report) writeScale(b *strings.Builder) {
@@ -420,13 +442,13 @@ func (r *report) writeScale(b *strings.Builder) {
 	writeDownRows(b, sr.down)
 	fmt.Fprintln(b)
 	if len(sr.weights.lastAck) > 0 {
-		writeWeights(b, sr.weights)
+		writeWeights(b, sr.weights, fileWrites)
 	}
 	if sr.endpoint.byKind != nil {
 		writeEndpoint(b, sr.endpoint)
 	}
 	if sr.burst.updates > 0 {
-		writeBurst(b, sr.burst)
+		writeBurst(b, sr.burst, fileWrites)
 	}
 	r.writeProfile(b, "CPU during the weight changes", sr.cpuProfile, "-top -cum -nodecount=30")
 	r.writeProfile(b, "heap in use, settled", sr.heapProfile, "-top -nodecount=25 -sample_index=inuse_space")
