@@ -35,7 +35,8 @@ test: envoy k8sbins
 # harness flags, e.g. BENCH_ARGS='-skip peers -services 2000'.
 BENCH_OUT ?= $(or $(TMPDIR),/tmp)/weir-bench
 bench: export WEIR_ENVOY := $(ENVOY)
-bench: build envoy
+bench: export WEIR_K8S_BIN := $(CURDIR)/.cache/k8s/bin
+bench: build envoy k8sbins
 	mkdir -p $(BENCH_OUT)
 	go test -run '^$$' -bench . -benchmem -benchtime 3x ./translator/... > $(BENCH_OUT)/gobench.txt; s=$$?; cat $(BENCH_OUT)/gobench.txt; exit $$s
 	go run ./cmd/weir-bench -weir bin/weir -gobench $(BENCH_OUT)/gobench.txt -work $(BENCH_OUT)/run $(BENCH_ARGS)
