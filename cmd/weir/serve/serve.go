@@ -55,11 +55,8 @@ type Config struct {
 	OutboundPort    uint32
 	// ClusterGrace is how long an unused cluster is still served.
 	ClusterGrace time.Duration
-	// Debounce is the window after a translation: a store change seen
-	// when none ended within it is translated at once; changes seen while
-	// one runs or within the window after it ended are translated together
-	// when the window ends. Under a stream of changes the window doubles
-	// with each such translation, up to DebounceMax.
+	// Debounce is how long the first change waits for more; DebounceMax
+	// bounds the wait under a steady stream of changes.
 	Debounce    time.Duration
 	DebounceMax time.Duration
 	// Pprof serves Go's profiles under /debug/pprof/ on the admin address.
@@ -189,16 +186,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return first
 }
 
-// translateLoop translates once now, then on store changes as a coalescer
-// with window Debounce decides, until ctx is done.
+// translateLoop translates once now and again after every burst of changes.
 func (s *Server) translateLoop(ctx context.Context) error {
-	select {
-	case <-s.store.Changed(): // the load, which this translation takes in
-	default:
-	}
 	s.translate(ctx, time.Now())
-	translateOnChange(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax, time.Now(), s.translate)
-	return nil
+	for {
+		changedAt, ok := debounce(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax)
+		if !ok {
+			return nil
+		}
+		s.translate(ctx, changedAt)
+	}
 }
 
 // translate translates the store and hands the result to the ADS server,
@@ -223,6 +220,35 @@ func (s *Server) translate(ctx context.Context, changedAt time.Time) {
 	}
 	s.rejections.observe(res.Status)
 	s.log.Info("translated", "hosts", len(res.IR.Hosts), "clusters", len(res.IR.Clusters), "took", time.Since(start).Round(time.Microsecond))
+}
+
+// debounce waits for a change, then for quiet lasting wait, never longer
+// than max in total. It returns when it saw the first change, and false
+// when ctx is done.
+func debounce(ctx context.Context, changed <-chan struct{}, wait, max time.Duration) (time.Time, bool) {
+	select {
+	case <-ctx.Done():
+		return time.Time{}, false
+	case <-changed:
+	}
+	first := time.Now()
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	for {
+		quiet := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			quiet.Stop()
+			return time.Time{}, false
+		case <-changed:
+			quiet.Stop()
+		case <-quiet.C:
+			return first, true
+		case <-deadline.C:
+			quiet.Stop()
+			return first, true
+		}
+	}
 }
 
 func (s *Server) serveAdmin(ctx context.Context) error {

@@ -61,7 +61,7 @@ func runTestServer(t *testing.T, dir string) (*Server, context.Context) {
 	t.Helper()
 	s, err := New(Config{
 		Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		OutboundAddress: "127.0.0.1", OutboundPort: 15001, Debounce: 10 * time.Millisecond,
+		OutboundAddress: "127.0.0.1", OutboundPort: 15001, Debounce: 10 * time.Millisecond, DebounceMax: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
