@@ -5,7 +5,9 @@ package watcher
 import (
 	"fmt"
 	"reflect"
-	"sort"
+	"slices"
+	"strings"
+	"sync"
 
 	memdb "github.com/hashicorp/go-memdb"
 	corev1 "k8s.io/api/core/v1"
@@ -246,10 +248,18 @@ func sameRecord(a, b *record) bool {
 func (s *Store) Snapshot() *Snapshot { return &Snapshot{txn: s.db.Txn(false)} }
 
 // Snapshot is an immutable view of the store. Lists are sorted by
-// namespace/name. Callers must not modify returned objects.
-type Snapshot struct{ txn *memdb.Txn }
+// namespace/name. Callers must not modify returned objects or slices. It is
+// safe for concurrent use.
+type Snapshot struct {
+	txn *memdb.Txn
 
-func (sn *Snapshot) list(kind Kind, index string, args ...any) []any {
+	slicesOnce sync.Once
+	// slicesByService holds the EndpointSlices of each Service, by
+	// "namespace/name", each list sorted; built on first use.
+	slicesByService map[string][]*discoveryv1.EndpointSlice
+}
+
+func (sn *Snapshot) records(kind Kind, index string, args ...any) []*record {
 	it, err := sn.txn.Get(string(kind), index, args...)
 	if err != nil {
 		// Only an unknown table or index fails here: a programming error.
@@ -259,12 +269,26 @@ func (sn *Snapshot) list(kind Kind, index string, args ...any) []any {
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*record))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func (sn *Snapshot) list(kind Kind, index string, args ...any) []any {
+	out := sn.records(kind, index, args...)
+	sortRecords(out)
 	vals := make([]any, len(out))
 	for i, r := range out {
 		vals[i] = r.Value
 	}
 	return vals
+}
+
+// sortRecords sorts by Key. Most lists come from the "id" index, already in
+// order, which the check finds in one pass.
+func sortRecords(rs []*record) {
+	byKey := func(a, b *record) int { return strings.Compare(a.Key, b.Key) }
+	if !slices.IsSortedFunc(rs, byKey) {
+		slices.SortFunc(rs, byKey)
+	}
 }
 
 func (sn *Snapshot) get(kind Kind, namespace, name string) any {
@@ -297,9 +321,36 @@ func (sn *Snapshot) Service(namespace, name string) *corev1.Service {
 	return v
 }
 
-// EndpointSlicesFor returns the EndpointSlices labelled for Service namespace/name.
+// EndpointSlicesFor returns the EndpointSlices labelled for Service
+// namespace/name. The first call groups every EndpointSlice by Service in
+// one scan; later calls are map lookups.
 func (sn *Snapshot) EndpointSlicesFor(namespace, service string) []*discoveryv1.EndpointSlice {
-	return listOf[discoveryv1.EndpointSlice](sn.list(KindEndpointSlice, "ref", namespace+"/"+service))
+	sn.slicesOnce.Do(sn.groupEndpointSlices)
+	return sn.slicesByService[namespace+"/"+service]
+}
+
+// groupEndpointSlices fills slicesByService from the "ref" index, which
+// leaves out slices without a Service label. Each list's capacity is its
+// length, so that a caller's append cannot write into another's.
+func (sn *Snapshot) groupEndpointSlices() {
+	rs := sn.records(KindEndpointSlice, "ref")
+	all := make([]*discoveryv1.EndpointSlice, len(rs))
+	sn.slicesByService = make(map[string][]*discoveryv1.EndpointSlice, len(rs))
+	for start := 0; start < len(rs); {
+		end := start + 1
+		for end < len(rs) && rs[end].Ref == rs[start].Ref {
+			end++
+		}
+		// The index orders a Service's slices by key already; sorting
+		// here does not depend on that.
+		group := rs[start:end]
+		sortRecords(group)
+		for i, r := range group {
+			all[start+i] = r.Value.(*discoveryv1.EndpointSlice)
+		}
+		sn.slicesByService[rs[start].Ref] = all[start:end:end]
+		start = end
+	}
 }
 
 // PodsIn returns the Pods of a namespace.

@@ -167,7 +167,8 @@ func TestSnapshotIsolation(t *testing.T) {
 func TestSnapshotIndexes(t *testing.T) {
 	s := newStore(t)
 	replace(t, s, "a.yaml",
-		sliceObj("ns", "web-1", "web"), sliceObj("ns", "web-2", "web"), sliceObj("ns", "api-1", "api"), sliceObj("other", "web-1", "web"),
+		sliceObj("ns", "web-2", "web"), sliceObj("ns", "web-1", "web"), sliceObj("ns", "api-1", "api"), sliceObj("other", "web-1", "web"),
+		sliceObj("ns", "web2-1", "web2"), sliceObj("ns", "a-web-3", "web"), sliceObj("ns", "unlabelled", ""),
 		splitObj("ns", "web-split", "web", 90, 10), splitObj("ns", "api-split", "api", 50, 50), splitObj("other", "web-split", "web"),
 		podObj("ns", "web-a"), podObj("ns", "web-b"), podObj("ns2", "web-c"), podObj("other", "web-d"),
 	)
@@ -183,8 +184,11 @@ func TestSnapshotIndexes(t *testing.T) {
 		got  []metav1.Object
 		want []string
 	}{
-		"EndpointSlicesFor":          {got: asMeta(sn.EndpointSlicesFor("ns", "web")), want: []string{"ns/web-1", "ns/web-2"}},
+		"EndpointSlicesFor":          {got: asMeta(sn.EndpointSlicesFor("ns", "web")), want: []string{"ns/a-web-3", "ns/web-1", "ns/web-2"}},
+		"EndpointSlicesFor, longer":  {got: asMeta(sn.EndpointSlicesFor("ns", "web2")), want: []string{"ns/web2-1"}},
+		"EndpointSlicesFor, other":   {got: asMeta(sn.EndpointSlicesFor("other", "web")), want: []string{"other/web-1"}},
 		"EndpointSlicesFor, none":    {got: asMeta(sn.EndpointSlicesFor("ns", "db"))},
+		"EndpointSlicesFor, no name": {got: asMeta(sn.EndpointSlicesFor("ns", ""))},
 		"TrafficSplitsFor":           {got: asMeta(sn.TrafficSplitsFor("ns", "web")), want: []string{"ns/web-split"}},
 		"TrafficSplitsFor, other ns": {got: asMeta(sn.TrafficSplitsFor("other", "web")), want: []string{"other/web-split"}},
 		"PodsIn":                     {got: asMeta(sn.PodsIn("ns")), want: []string{"ns/web-a", "ns/web-b"}},
@@ -208,4 +212,26 @@ func asMeta[T any, P interface {
 		out[i] = P(o)
 	}
 	return out
+}
+
+// TestSnapshotEndpointSlicesLater checks that a snapshot's EndpointSlices are
+// those of its instant even when first asked for after later writes, and
+// that concurrent first calls agree.
+func TestSnapshotEndpointSlicesLater(t *testing.T) {
+	s := newStore(t)
+	replace(t, s, "a.yaml", sliceObj("ns", "web-1", "web"))
+	sn := s.Snapshot()
+	replace(t, s, "a.yaml", sliceObj("ns", "web-1", "web"), sliceObj("ns", "web-2", "web"))
+	counts := make(chan int, 4)
+	for range cap(counts) {
+		go func() { counts <- len(sn.EndpointSlicesFor("ns", "web")) }()
+	}
+	for range cap(counts) {
+		if n := <-counts; n != 1 {
+			t.Errorf("old snapshot has %d slices for ns/web, want 1", n)
+		}
+	}
+	if n := len(s.Snapshot().EndpointSlicesFor("ns", "web")); n != 2 {
+		t.Errorf("new snapshot has %d slices for ns/web, want 2", n)
+	}
 }
