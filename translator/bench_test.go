@@ -72,7 +72,7 @@ var benchProxies = []envoy.Proxy{
 }
 
 // BenchmarkTranslate measures a full translation to the IR and the Envoy
-// resources of both mesh roles.
+// resources of both mesh roles, from one Builder as the server does.
 func BenchmarkTranslate(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
@@ -81,8 +81,9 @@ func BenchmarkTranslate(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				res := translator.Translate(store.Snapshot(), translator.Options{})
+				builder := envoy.NewBuilder(res.IR)
 				for _, p := range benchProxies {
-					r, err := envoy.Build(res.IR, p)
+					r, err := builder.Build(p)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -11,26 +11,72 @@ import (
 // buildLoadAssignment groups a cluster's endpoints by zone. Every locality
 // has weight 1: proxyless gRPC drops localities without a weight.
 func buildLoadAssignment(c ir.Cluster) *endpointv3.ClusterLoadAssignment {
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: c.Name}
+	var alloc endpointAllocator
+	return alloc.loadAssignment(&c)
+}
+
+// endpointAllocator builds load assignments, taking their many small
+// messages (seven per endpoint) from slabs. Not safe for concurrent use; the
+// zero value is ready.
+type endpointAllocator struct {
+	assignments slab[endpointv3.ClusterLoadAssignment]
+	localities  slab[endpointv3.LocalityLbEndpoints]
+	lbEndpoints slab[endpointv3.LbEndpoint]
+	hosts       slab[endpointv3.LbEndpoint_Endpoint]
+	endpoints   slab[endpointv3.Endpoint]
+	addresses   slab[corev3.Address]
+	sockets     slab[corev3.Address_SocketAddress]
+	socketAddrs slab[corev3.SocketAddress]
+	ports       slab[corev3.SocketAddress_PortValue]
+}
+
+// loadAssignment is buildLoadAssignment(*c).
+func (a *endpointAllocator) loadAssignment(c *ir.Cluster) *endpointv3.ClusterLoadAssignment {
+	cla := a.assignments.new()
+	cla.ClusterName = c.Name
 	var cur *endpointv3.LocalityLbEndpoints
-	for i, ep := range c.Endpoints {
+	for i := range c.Endpoints {
+		ep := &c.Endpoints[i]
 		if i == 0 || ep.Zone != c.Endpoints[i-1].Zone {
-			cur = &endpointv3.LocalityLbEndpoints{
-				Locality:            &corev3.Locality{Zone: ep.Zone},
-				LoadBalancingWeight: wrapperspb.UInt32(1),
-			}
+			cur = a.locality(ep.Zone, zoneSize(c.Endpoints[i:]))
 			cla.Endpoints = append(cla.Endpoints, cur)
 		}
-		cur.LbEndpoints = append(cur.LbEndpoints, buildLbEndpoint(ep))
+		cur.LbEndpoints = append(cur.LbEndpoints, a.lbEndpoint(ep))
 	}
 	return cla
 }
 
-func buildLbEndpoint(ep ir.Endpoint) *endpointv3.LbEndpoint {
-	return &endpointv3.LbEndpoint{
-		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: socketAddress(ep.Address, ep.Port),
-		}},
-		HealthStatus: corev3.HealthStatus_HEALTHY,
+// zoneSize is how many of eps, from the first, share its zone.
+func zoneSize(eps []ir.Endpoint) int {
+	n := 1
+	for n < len(eps) && eps[n].Zone == eps[0].Zone {
+		n++
 	}
+	return n
+}
+
+func (a *endpointAllocator) locality(zone string, size int) *endpointv3.LocalityLbEndpoints {
+	l := a.localities.new()
+	l.Locality = &corev3.Locality{Zone: zone}
+	l.LoadBalancingWeight = wrapperspb.UInt32(1)
+	l.LbEndpoints = make([]*endpointv3.LbEndpoint, 0, size)
+	return l
+}
+
+func (a *endpointAllocator) lbEndpoint(ep *ir.Endpoint) *endpointv3.LbEndpoint {
+	port := a.ports.new()
+	port.PortValue = ep.Port
+	sa := a.socketAddrs.new()
+	sa.Address, sa.PortSpecifier = ep.Address, port
+	sock := a.sockets.new()
+	sock.SocketAddress = sa
+	addr := a.addresses.new()
+	addr.Address = sock
+	e := a.endpoints.new()
+	e.Address = addr
+	host := a.hosts.new()
+	host.Endpoint = e
+	lb := a.lbEndpoints.new()
+	lb.HostIdentifier, lb.HealthStatus = host, corev3.HealthStatus_HEALTHY
+	return lb
 }

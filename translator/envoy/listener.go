@@ -36,13 +36,48 @@ func buildOutboundListener(p Proxy) *listenerv3.Listener {
 
 // buildAPIListener is what a proxyless gRPC client asks for when it dials
 // xds:///<host name>.
-func buildAPIListener(h ir.Host) *listenerv3.Listener {
+func buildAPIListener(enc *hcmEncoder, h ir.Host) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name: h.Name,
 		ApiListener: &listenerv3.ApiListener{
-			ApiListener: mustAny(buildHCM(h.Name, h.Name)),
+			ApiListener: enc.any(h.Name, h.Name),
 		},
 	}
+}
+
+// hcmEncoder makes the Any of buildHCM(statPrefix, routeConfig), the same
+// bytes as mustAny would, for many names: the connection manager is made
+// once and its encodings share large buffers. Not safe for concurrent use.
+type hcmEncoder struct {
+	hcm     *hcmv3.HttpConnectionManager
+	rds     *hcmv3.Rds
+	typeURL string
+	buf     []byte
+}
+
+// hcmBufferSize is the size of the buffers encodings are cut from.
+const hcmBufferSize = 64 << 10
+
+func newHCMEncoder() *hcmEncoder {
+	hcm := buildHCM("", "")
+	return &hcmEncoder{hcm: hcm, rds: hcm.GetRds(), typeURL: mustAny(hcm).TypeUrl}
+}
+
+func (e *hcmEncoder) any(statPrefix, routeConfig string) *anypb.Any {
+	e.hcm.StatPrefix, e.rds.RouteConfigName = statPrefix, routeConfig
+	opts := proto.MarshalOptions{Deterministic: true}
+	size := opts.Size(e.hcm)
+	if cap(e.buf)-len(e.buf) < size {
+		e.buf = make([]byte, 0, max(size, hcmBufferSize))
+	}
+	opts.UseCachedSize = true
+	out, err := opts.MarshalAppend(e.buf, e.hcm)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", e.hcm, err))
+	}
+	value := out[len(e.buf):len(out):len(out)]
+	e.buf = out
+	return &anypb.Any{TypeUrl: e.typeURL, Value: value}
 }
 
 // buildHCM returns an HTTP connection manager that takes its routes over RDS;

@@ -4,7 +4,9 @@ package envoy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -78,41 +80,24 @@ type Resources struct {
 	SecretRefs []string
 }
 
-// Build returns the resources for proxy p. Only clusters some route uses are
-// included.
+// Build returns the resources for proxy p, each list sorted by name. Only
+// clusters some route uses are included. It is NewBuilder(in).Build(p):
+// nothing is shared with another call.
 func Build(in *ir.IR, p Proxy) (*Resources, error) {
-	var res Resources
-	switch p.Role {
-	case Sidecar:
-		res.Listeners = []*listenerv3.Listener{buildOutboundListener(p)}
-		res.Routes = []*routev3.RouteConfiguration{buildOutboundRouteConfig(in.Hosts, p.Namespace)}
-	case GRPC:
-		for _, h := range in.Hosts {
-			res.Listeners = append(res.Listeners, buildAPIListener(h))
-			res.Routes = append(res.Routes, buildAPIRouteConfig(h))
-		}
-	case Gateway:
-		res.Listeners, res.Routes = buildGateway(in.Servers, p)
-		res.SecretRefs, res.Secrets = gatewaySecrets(res.Listeners, in.Secrets)
-	default:
-		return nil, fmt.Errorf("build resources: unknown proxy role %q", p.Role)
-	}
-	used := referencedClusters(in.Hosts)
-	if p.Role == Gateway {
-		used = routeConfigsClusters(res.Routes)
-	}
-	for _, c := range in.Clusters {
-		if used[c.Name] {
-			res.Clusters = append(res.Clusters, buildCluster(c))
-			res.Endpoints = append(res.Endpoints, buildLoadAssignment(c))
-		}
-	}
-	res.sort()
-	return &res, nil
+	return NewBuilder(in).Build(p)
 }
 
+// referencedClusters returns the clusters the hosts' routes send or mirror
+// to, and their standby clusters.
 func referencedClusters(hosts []ir.Host) map[string]bool {
-	used := map[string]bool{}
+	n := 0
+	for _, h := range hosts {
+		n += len(h.Standby)
+		for _, r := range h.Routes {
+			n += len(r.Backends) + len(r.Mirrors)
+		}
+	}
+	used := make(map[string]bool, n)
 	for _, h := range hosts {
 		for _, r := range h.Routes {
 			for _, b := range r.Backends {
@@ -167,12 +152,12 @@ func gatewaySecrets(listeners []*listenerv3.Listener, secrets []ir.Secret) ([]st
 	return names, out
 }
 
+// sort sorts every list of r by name; they must not be shared.
 func (r *Resources) sort() {
-	sort.Slice(r.Listeners, func(i, j int) bool { return r.Listeners[i].Name < r.Listeners[j].Name })
-	sort.Slice(r.Routes, func(i, j int) bool { return r.Routes[i].Name < r.Routes[j].Name })
-	sort.Slice(r.Clusters, func(i, j int) bool { return r.Clusters[i].Name < r.Clusters[j].Name })
-	sort.Slice(r.Endpoints, func(i, j int) bool { return r.Endpoints[i].ClusterName < r.Endpoints[j].ClusterName })
-	sort.Slice(r.Secrets, func(i, j int) bool { return r.Secrets[i].Name < r.Secrets[j].Name })
+	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.Name, b.Name) })
+	sortClusters(r.Clusters, r.Endpoints)
+	slices.SortFunc(r.Secrets, func(a, b *tlsv3.Secret) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // adsConfigSource points a resource at the ADS stream it arrived on.

@@ -1,9 +1,9 @@
 package envoy
 
 import (
-	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,21 +25,31 @@ import (
 	"github.com/weir-mesh/weir/translator/ir"
 )
 
-// buildOutboundRouteConfig gives every host a virtual host. A domain claimed
-// by two hosts goes to the first in name order.
-func buildOutboundRouteConfig(hosts []ir.Host, proxyNamespace string) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: OutboundRouteConfigName}
-	claimed := map[string]bool{}
-	for _, h := range hosts {
-		var domains []string
-		for _, d := range sidecarDomains(h, proxyNamespace) {
+// buildOutboundRouteConfig gives every host a virtual host with its routes
+// (routes[i] are those of hosts[i]). A domain claimed by two hosts goes to
+// the first in name order.
+func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string) *routev3.RouteConfiguration {
+	domains := make([][]string, len(hosts))
+	total := 0
+	for i, h := range hosts {
+		domains[i] = sidecarDomains(h, proxyNamespace)
+		total += len(domains[i])
+	}
+	rc := &routev3.RouteConfiguration{Name: OutboundRouteConfigName, VirtualHosts: make([]*routev3.VirtualHost, 0, len(hosts))}
+	vhs := make([]routev3.VirtualHost, len(hosts))
+	claimed := make(map[string]bool, total)
+	for i, h := range hosts {
+		unclaimed := domains[i][:0]
+		for _, d := range domains[i] {
 			if !claimed[d] {
 				claimed[d] = true
-				domains = append(domains, d)
+				unclaimed = append(unclaimed, d)
 			}
 		}
-		if len(domains) > 0 {
-			rc.VirtualHosts = append(rc.VirtualHosts, buildVirtualHost(h, domains))
+		if len(unclaimed) > 0 {
+			vh := &vhs[i]
+			vh.Name, vh.Domains, vh.Routes = h.Name, unclaimed, routes[i]
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
 	return rc
@@ -48,45 +58,85 @@ func buildOutboundRouteConfig(hosts []ir.Host, proxyNamespace string) *routev3.R
 // sidecarDomains are the names a client may put in Host for h: the FQDN and
 // its shorter forms, the ClusterIP, each with ":port"; the bare port also
 // without it. The short name alone only works in the proxy's namespace.
+// The names share one string.
 func sidecarDomains(h ir.Host, proxyNamespace string) []string {
-	names := []string{
-		h.Service + "." + h.Namespace + ".svc.cluster.local",
-		h.Service + "." + h.Namespace + ".svc",
-		h.Service + "." + h.Namespace,
-	}
+	var w domainWriter
+	w.port = strconv.AppendUint(w.portBuf[:0], uint64(h.Port), 10)
+	w.sb.Grow(4*len(h.Service) + 3*len(h.Namespace) + len(h.ClusterIP) + 30 + 5*(1+len(w.port)))
+	w.serviceName(h, ".svc.cluster.local")
+	w.serviceName(h, ".svc")
+	w.serviceName(h, "")
 	if h.Namespace == proxyNamespace {
-		names = append(names, h.Service)
+		w.name(h.Service, "", "")
 	}
 	if h.ClusterIP != "" {
-		names = append(names, hostPortName(h.ClusterIP))
+		if strings.Contains(h.ClusterIP, ":") {
+			w.name("[", h.ClusterIP, "]")
+		} else {
+			w.name(h.ClusterIP)
+		}
 	}
-	var out []string
-	for _, n := range names {
-		out = append(out, fmt.Sprintf("%s:%d", n, h.Port))
-	}
-	if h.BareNames {
-		out = append(out, names...)
-	}
-	return out
+	return w.domains(h.BareNames)
 }
 
-// hostPortName brackets IPv6 addresses.
-func hostPortName(ip string) string {
-	if strings.Contains(ip, ":") {
-		return "[" + ip + "]"
+// domainWriter writes up to five names, each followed by ":port", into one
+// string.
+type domainWriter struct {
+	sb      strings.Builder
+	portBuf [10]byte
+	port    []byte
+	// spans[i] are the start of name i, its end, and the end of its
+	// ":port" form.
+	spans [5][3]int
+	n     int
+}
+
+func (w *domainWriter) serviceName(h ir.Host, suffix string) {
+	w.name(h.Service, ".", h.Namespace, suffix)
+}
+
+// name writes the concatenation of parts.
+func (w *domainWriter) name(parts ...string) {
+	start := w.sb.Len()
+	for _, p := range parts {
+		w.sb.WriteString(p)
 	}
-	return ip
+	nameEnd := w.sb.Len()
+	w.sb.WriteByte(':')
+	w.sb.Write(w.port)
+	w.spans[w.n] = [3]int{start, nameEnd, w.sb.Len()}
+	w.n++
+}
+
+// domains returns the names with ":port", then, if bare, without.
+func (w *domainWriter) domains(bare bool) []string {
+	s := w.sb.String()
+	size := w.n
+	if bare {
+		size *= 2
+	}
+	out := make([]string, 0, size)
+	for _, sp := range w.spans[:w.n] {
+		out = append(out, s[sp[0]:sp[2]])
+	}
+	if bare {
+		for _, sp := range w.spans[:w.n] {
+			out = append(out, s[sp[0]:sp[1]])
+		}
+	}
+	return out
 }
 
 // buildAPIRouteConfig is the route configuration of a gRPC API listener.
 // grpc-go sets up a cluster only when a route names it, and fails the first
 // RPCs a route sends to a cluster it has just set up; a standby route, which
 // no request reaches, makes it set up weight-0 backends ahead of time.
-func buildAPIRouteConfig(h ir.Host) *routev3.RouteConfiguration {
-	vh := buildVirtualHost(h, []string{"*"})
+// routes are h's, which the result shares.
+func buildAPIRouteConfig(h ir.Host, routes []*routev3.Route) *routev3.RouteConfiguration {
 	if len(h.Standby) > 0 {
-		vh.Routes = append(vh.Routes, buildStandbyRoute(h.Standby))
+		routes = append(slices.Clip(routes), buildStandbyRoute(h.Standby))
 	}
+	vh := &routev3.VirtualHost{Name: h.Name, Domains: []string{"*"}, Routes: routes}
 	return &routev3.RouteConfiguration{Name: h.Name, VirtualHosts: []*routev3.VirtualHost{vh}}
 }
 
@@ -139,12 +189,16 @@ func buildStandbyRoute(clusters []string) *routev3.Route {
 	return r
 }
 
-func buildVirtualHost(h ir.Host, domains []string) *routev3.VirtualHost {
-	vh := &routev3.VirtualHost{Name: h.Name, Domains: domains}
-	for _, r := range h.Routes {
-		vh.Routes = append(vh.Routes, buildRoute(r))
+// buildRoutes returns nil for no routes.
+func buildRoutes(rs []ir.Route) []*routev3.Route {
+	if len(rs) == 0 {
+		return nil
 	}
-	return vh
+	out := make([]*routev3.Route, len(rs))
+	for i := range rs {
+		out[i] = buildRoute(rs[i])
+	}
+	return out
 }
 
 // buildRoute forwards to r's backends, or answers itself when r redirects or

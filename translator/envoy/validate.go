@@ -3,6 +3,7 @@ package envoy
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -20,54 +21,69 @@ type validator interface{ ValidateAll() error }
 // included), each route's clusters exist, each EDS cluster has a load
 // assignment, names are unique per type, and no domain appears twice in one
 // route configuration. It returns all problems found, joined.
-func Validate(r *Resources) error {
+func Validate(r *Resources) error { return validate(r, nil) }
+
+// Validate returns what Validate(r) returns. A resource of r that b built
+// is checked with ValidateAll once per Builder, however many calls and
+// proxies it appears in; what depends on the other resources of r (names
+// unique, references resolved) is checked on every call. Safe for
+// concurrent use.
+func (b *Builder) Validate(r *Resources) error { return validate(r, &b.valid) }
+
+// validate is Validate remembering, in cache (nil: none), what is known of
+// the resources a Builder built.
+func validate(r *Resources, cache *validCache) error {
 	var errs []error
-	errs = append(errs, validateEach("listener", r.Listeners, func(l *listenerv3.Listener) string { return l.Name })...)
-	errs = append(errs, validateEach("route configuration", r.Routes, func(rc *routev3.RouteConfiguration) string { return rc.Name })...)
-	errs = append(errs, validateEach("cluster", r.Clusters, func(c *clusterv3.Cluster) string { return c.Name })...)
-	errs = append(errs, validateEach("load assignment", r.Endpoints, func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })...)
-	errs = append(errs, validateEach("secret", r.Secrets, func(s *tlsv3.Secret) string { return s.Name })...)
-	errs = append(errs, validateRefs(r)...)
+	listeners := lookupAll(cache, r.Listeners)
+	routes := lookupAll(cache, r.Routes)
+	errs = append(errs, validateEach("listener", r.Listeners, listeners, func(l *listenerv3.Listener) string { return l.Name })...)
+	errs = append(errs, validateEach("route configuration", r.Routes, routes, func(rc *routev3.RouteConfiguration) string { return rc.Name })...)
+	errs = append(errs, validateEach("cluster", r.Clusters, lookupAll(cache, r.Clusters), func(c *clusterv3.Cluster) string { return c.Name })...)
+	errs = append(errs, validateEach("load assignment", r.Endpoints, lookupAll(cache, r.Endpoints), func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })...)
+	errs = append(errs, validateEach("secret", r.Secrets, lookupAll(cache, r.Secrets), func(s *tlsv3.Secret) string { return s.Name })...)
+	errs = append(errs, validateRefs(r, listeners, routes)...)
 	return errors.Join(errs...)
 }
 
-func validateEach[T validator](kind string, items []T, name func(T) string) []error {
+// validateEach checks items[i] with known[i] when there is one (a nil or
+// short known means none).
+func validateEach[T validator](kind string, items []T, known []*validation, name func(T) string) []error {
 	var errs []error
-	seen := map[string]bool{}
-	for _, it := range items {
+	seen := make(map[string]bool, len(items))
+	for i, it := range items {
 		n := name(it)
 		if seen[n] {
 			errs = append(errs, fmt.Errorf("%s %q: defined twice", kind, n))
 		}
 		seen[n] = true
-		if err := it.ValidateAll(); err != nil {
+		if err := knownAt(known, i).validateAll(it); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", kind, n, err))
 		}
 	}
 	return errs
 }
 
-func validateRefs(r *Resources) []error {
+func validateRefs(r *Resources, listeners, routes []*validation) []error {
 	var errs []error
-	routes := map[string]bool{}
+	routeNames := make(map[string]bool, len(r.Routes))
 	for _, rc := range r.Routes {
-		routes[rc.Name] = true
+		routeNames[rc.Name] = true
 	}
-	for _, l := range r.Listeners {
-		for _, name := range listenerRouteNames(l) {
-			if !routes[name] {
+	for i, l := range r.Listeners {
+		for _, name := range knownAt(listeners, i).listenerRouteNames(l) {
+			if !routeNames[name] {
 				errs = append(errs, fmt.Errorf("listener %q: route configuration %q does not exist", l.Name, name))
 			}
 		}
 	}
-	clusters := map[string]bool{}
+	clusters := make(map[string]bool, len(r.Clusters))
 	for _, c := range r.Clusters {
 		clusters[c.Name] = true
 	}
-	for _, rc := range r.Routes {
-		errs = append(errs, validateRouteConfig(rc, clusters)...)
+	for i, rc := range r.Routes {
+		errs = append(errs, checkRouteRefs(rc, knownAt(routes, i).routeRefs(rc), clusters)...)
 	}
-	assignments := map[string]bool{}
+	assignments := make(map[string]bool, len(r.Endpoints))
 	for _, e := range r.Endpoints {
 		assignments[e.ClusterName] = true
 	}
@@ -112,22 +128,43 @@ func listenerRouteNames(l *listenerv3.Listener) []string {
 	return names
 }
 
-func validateRouteConfig(rc *routev3.RouteConfiguration, clusters map[string]bool) []error {
-	var errs []error
+// routeRef is one finding of a route configuration's check, in the order
+// found: a domain claimed twice (err), or a cluster a route uses, which the
+// resources must define.
+type routeRef struct {
+	err                   error
+	vhost, route, cluster string
+}
+
+// routeConfigRefs lists, virtual host by virtual host, the domains rc
+// repeats and the clusters its routes use.
+func routeConfigRefs(rc *routev3.RouteConfiguration) []routeRef {
+	var refs []routeRef
 	domains := map[string]string{}
 	for _, vh := range rc.VirtualHosts {
 		for _, d := range vh.Domains {
 			if other, ok := domains[d]; ok {
-				errs = append(errs, fmt.Errorf("route configuration %q: domain %q in virtual hosts %q and %q", rc.Name, d, other, vh.Name))
+				refs = append(refs, routeRef{err: fmt.Errorf("route configuration %q: domain %q in virtual hosts %q and %q", rc.Name, d, other, vh.Name)})
 			}
 			domains[d] = vh.Name
 		}
 		for _, rt := range vh.Routes {
 			for _, c := range RouteClusters(rt) {
-				if !clusters[c] {
-					errs = append(errs, fmt.Errorf("route configuration %q, virtual host %q, route %q: cluster %q does not exist", rc.Name, vh.Name, rt.Name, c))
-				}
+				refs = append(refs, routeRef{vhost: vh.Name, route: rt.Name, cluster: c})
 			}
+		}
+	}
+	return refs
+}
+
+func checkRouteRefs(rc *routev3.RouteConfiguration, refs []routeRef, clusters map[string]bool) []error {
+	var errs []error
+	for _, ref := range refs {
+		switch {
+		case ref.err != nil:
+			errs = append(errs, ref.err)
+		case !clusters[ref.cluster]:
+			errs = append(errs, fmt.Errorf("route configuration %q, virtual host %q, route %q: cluster %q does not exist", rc.Name, ref.vhost, ref.route, ref.cluster))
 		}
 	}
 	return errs
@@ -151,4 +188,109 @@ func RouteClusters(rt *routev3.Route) []string {
 		out = append(out, m.Cluster)
 	}
 	return out
+}
+
+// validation is what is known of one resource a Builder built; it is
+// worked out on first use. A nil *validation knows nothing: its methods
+// work it out on every call.
+type validation struct {
+	once   sync.Once
+	err    error    // from ValidateAll
+	routes []string // a listener's listenerRouteNames
+
+	refsOnce sync.Once
+	refs     []routeRef // a route configuration's routeConfigRefs
+}
+
+func (v *validation) validateAll(it validator) error {
+	if v == nil {
+		return it.ValidateAll()
+	}
+	v.once.Do(func() {
+		v.err = it.ValidateAll()
+		if l, ok := it.(*listenerv3.Listener); ok {
+			v.routes = listenerRouteNames(l)
+		}
+	})
+	return v.err
+}
+
+// listenerRouteNames is listenerRouteNames(l); v must be l's.
+func (v *validation) listenerRouteNames(l *listenerv3.Listener) []string {
+	if v == nil {
+		return listenerRouteNames(l)
+	}
+	_ = v.validateAll(l) // done already: only makes v.routes safe to read
+	return v.routes
+}
+
+func (v *validation) routeRefs(rc *routev3.RouteConfiguration) []routeRef {
+	if v == nil {
+		return routeConfigRefs(rc)
+	}
+	v.refsOnce.Do(func() { v.refs = routeConfigRefs(rc) })
+	return v.refs
+}
+
+func knownAt(known []*validation, i int) *validation {
+	if i < len(known) {
+		return known[i]
+	}
+	return nil
+}
+
+// validCache holds a validation for every resource a Builder built, by
+// pointer. Safe for concurrent use.
+type validCache struct {
+	mu sync.RWMutex
+	// pending are resources built since the last lookup, registered then:
+	// building stays free of the map's cost.
+	pending []func(register func(validator, *validation))
+	known   map[validator]*validation
+}
+
+// own registers items as built by the cache's Builder.
+func own[T validator](c *validCache, items []T) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = append(c.pending, func(register func(validator, *validation)) {
+		vs := make([]validation, len(items))
+		for i, it := range items {
+			register(it, &vs[i])
+		}
+	})
+}
+
+// lookupAll returns the validation of each of items, nil for those the
+// Builder did not build; nil for a nil c.
+func lookupAll[T validator](c *validCache, items []T) []*validation {
+	if c == nil || len(items) == 0 {
+		return nil
+	}
+	c.registerPending()
+	out := make([]*validation, len(items))
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for i, it := range items {
+		out[i] = c.known[it]
+	}
+	return out
+}
+
+func (c *validCache) registerPending() {
+	c.mu.RLock()
+	n := len(c.pending)
+	c.mu.RUnlock()
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.known == nil {
+		c.known = map[validator]*validation{}
+	}
+	for _, p := range c.pending {
+		p(func(it validator, v *validation) { c.known[it] = v })
+	}
+	c.pending = nil
 }

@@ -1,0 +1,194 @@
+package envoy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/weir-mesh/weir/translator/ir"
+)
+
+// Builder builds the resources of many proxies from one IR, building each
+// resource that does not depend on the proxy (clusters, load assignments,
+// the gRPC role's listeners and route configurations, the sidecar route
+// configuration of a namespace) at most once and returning the same
+// pointers, and the same slices of them, to every caller. Callers must not
+// modify returned resources or slices; proto.Clone one to change it.
+//
+// A Builder is safe for concurrent use by many goroutines. It reads the IR
+// it was made with, which must not change while the Builder is in use.
+type Builder struct {
+	in *ir.IR
+
+	// clusterMu guards clusters and assignments, indexed like in.Clusters
+	// and nil until built.
+	clusterMu   sync.Mutex
+	clusters    []*clusterv3.Cluster
+	assignments []*endpointv3.ClusterLoadAssignment
+
+	meshOnce        sync.Once
+	meshClusters    []*clusterv3.Cluster
+	meshAssignments []*endpointv3.ClusterLoadAssignment
+
+	hostRoutesOnce sync.Once
+	hostRoutes     [][]*routev3.Route // by index in in.Hosts
+
+	grpcOnce      sync.Once
+	grpcListeners []*listenerv3.Listener
+	grpcRoutes    []*routev3.RouteConfiguration
+
+	sidecarMu     sync.Mutex
+	sidecarRoutes map[string]*lazyRouteConfig // by proxy namespace
+
+	valid validCache
+}
+
+// lazyRouteConfig is a route configuration built on first use.
+type lazyRouteConfig struct {
+	once sync.Once
+	rc   *routev3.RouteConfiguration
+}
+
+// NewBuilder returns a Builder for in. It builds nothing until asked.
+func NewBuilder(in *ir.IR) *Builder {
+	return &Builder{
+		in:            in,
+		clusters:      make([]*clusterv3.Cluster, len(in.Clusters)),
+		assignments:   make([]*endpointv3.ClusterLoadAssignment, len(in.Clusters)),
+		sidecarRoutes: map[string]*lazyRouteConfig{},
+	}
+}
+
+// Build returns the resources for proxy p, each list sorted by name. Only
+// clusters some route uses are included. Resources shared with other
+// proxies are the same pointers for every caller: see Builder.
+func (b *Builder) Build(p Proxy) (*Resources, error) {
+	var res Resources
+	switch p.Role {
+	case Sidecar:
+		res.Listeners = []*listenerv3.Listener{buildOutboundListener(p)}
+		res.Routes = []*routev3.RouteConfiguration{b.sidecarRouteConfig(p.Namespace)}
+		res.Clusters, res.Endpoints = b.mesh()
+	case GRPC:
+		b.grpcOnce.Do(b.buildGRPC)
+		res.Listeners, res.Routes = b.grpcListeners, b.grpcRoutes
+		res.Clusters, res.Endpoints = b.mesh()
+	case Gateway:
+		res.Listeners, res.Routes = buildGateway(b.in.Servers, p)
+		res.SecretRefs, res.Secrets = gatewaySecrets(res.Listeners, b.in.Secrets)
+		res.Clusters, res.Endpoints = b.clustersNamed(routeConfigsClusters(res.Routes))
+		res.sort()
+	default:
+		return nil, fmt.Errorf("build resources: unknown proxy role %q", p.Role)
+	}
+	return &res, nil
+}
+
+// mesh returns the clusters and load assignments of the mesh roles: those
+// some host's routes or standby list name, sorted.
+func (b *Builder) mesh() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
+	b.meshOnce.Do(func() {
+		b.meshClusters, b.meshAssignments = b.clustersNamed(referencedClusters(b.in.Hosts))
+		sortClusters(b.meshClusters, b.meshAssignments)
+		b.meshClusters, b.meshAssignments = slices.Clip(b.meshClusters), slices.Clip(b.meshAssignments)
+	})
+	return b.meshClusters, b.meshAssignments
+}
+
+// clustersNamed returns the clusters of the IR in used and their load
+// assignments, in IR order, building those not built yet.
+func (b *Builder) clustersNamed(used map[string]bool) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
+	cls := make([]*clusterv3.Cluster, 0, len(used))
+	eps := make([]*endpointv3.ClusterLoadAssignment, 0, len(used))
+	var fresh []int
+	b.clusterMu.Lock()
+	defer b.clusterMu.Unlock()
+	var alloc endpointAllocator
+	for i := range b.in.Clusters {
+		c := &b.in.Clusters[i]
+		if !used[c.Name] {
+			continue
+		}
+		if b.clusters[i] == nil {
+			b.clusters[i], b.assignments[i] = buildCluster(*c), alloc.loadAssignment(c)
+			fresh = append(fresh, i)
+		}
+		cls, eps = append(cls, b.clusters[i]), append(eps, b.assignments[i])
+	}
+	if len(fresh) > 0 {
+		own(&b.valid, pick(b.clusters, fresh))
+		own(&b.valid, pick(b.assignments, fresh))
+	}
+	return cls, eps
+}
+
+func pick[T any](items []T, indexes []int) []T {
+	out := make([]T, len(indexes))
+	for i, j := range indexes {
+		out[i] = items[j]
+	}
+	return out
+}
+
+// sortClusters sorts both lists by name; the IR's order usually is that
+// already.
+func sortClusters(cls []*clusterv3.Cluster, eps []*endpointv3.ClusterLoadAssignment) {
+	byName := func(a, b *clusterv3.Cluster) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(cls, byName) {
+		slices.SortFunc(cls, byName)
+	}
+	byClusterName := func(a, b *endpointv3.ClusterLoadAssignment) int { return strings.Compare(a.ClusterName, b.ClusterName) }
+	if !slices.IsSortedFunc(eps, byClusterName) {
+		slices.SortFunc(eps, byClusterName)
+	}
+}
+
+// routesOf returns the Envoy routes of every host, built once.
+func (b *Builder) routesOf() [][]*routev3.Route {
+	b.hostRoutesOnce.Do(func() {
+		b.hostRoutes = make([][]*routev3.Route, len(b.in.Hosts))
+		for i, h := range b.in.Hosts {
+			b.hostRoutes[i] = buildRoutes(h.Routes)
+		}
+	})
+	return b.hostRoutes
+}
+
+// buildGRPC builds an API listener and a route configuration per host.
+func (b *Builder) buildGRPC() {
+	routes := b.routesOf()
+	enc := newHCMEncoder()
+	b.grpcListeners = make([]*listenerv3.Listener, len(b.in.Hosts))
+	b.grpcRoutes = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
+	for i, h := range b.in.Hosts {
+		b.grpcListeners[i] = buildAPIListener(enc, h)
+		b.grpcRoutes[i] = buildAPIRouteConfig(h, routes[i])
+	}
+	slices.SortFunc(b.grpcListeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(b.grpcRoutes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.Name, b.Name) })
+	own(&b.valid, b.grpcListeners)
+	own(&b.valid, b.grpcRoutes)
+}
+
+// sidecarRouteConfig returns the outbound route configuration of sidecars
+// in namespace ns, built once per namespace.
+func (b *Builder) sidecarRouteConfig(ns string) *routev3.RouteConfiguration {
+	b.sidecarMu.Lock()
+	lazy := b.sidecarRoutes[ns]
+	if lazy == nil {
+		lazy = &lazyRouteConfig{}
+		b.sidecarRoutes[ns] = lazy
+	}
+	b.sidecarMu.Unlock()
+	lazy.once.Do(func() {
+		lazy.rc = buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns)
+		own(&b.valid, []*routev3.RouteConfiguration{lazy.rc})
+	})
+	return lazy.rc
+}
