@@ -92,12 +92,17 @@ func (idx *Index) Service(namespace, name string) *corev1.Service {
 
 // SortedClusters returns the clusters sorted by name.
 func (idx *Index) SortedClusters() []ir.Cluster {
-	out := make([]ir.Cluster, 0, len(idx.Clusters))
+	sorted := make([]*ir.Cluster, 0, len(idx.Clusters))
 	for _, c := range idx.Clusters {
-		out = append(out, *c)
+		sorted = append(sorted, c)
 	}
-	// Cluster names are unique, so any sort gives this order.
-	slices.SortFunc(out, func(a, b ir.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	// Cluster names are unique, so any sort gives this order. Pointers are
+	// cheaper to move than clusters.
+	slices.SortFunc(sorted, func(a, b *ir.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	out := make([]ir.Cluster, len(sorted))
+	for i, c := range sorted {
+		out[i] = *c
+	}
 	return out
 }
 
