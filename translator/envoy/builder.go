@@ -43,6 +43,10 @@ type Builder struct {
 	grpcListeners []*listenerv3.Listener
 	grpcRoutes    []*routev3.RouteConfiguration
 
+	uniqueOnce sync.Once
+	// uniqueDomains is sidecarDomainsUnique(in.Hosts).
+	uniqueDomains bool
+
 	sidecarMu     sync.Mutex
 	sidecarRoutes map[string]*lazyRouteConfig // by proxy namespace
 
@@ -187,7 +191,8 @@ func (b *Builder) sidecarRouteConfig(ns string) *routev3.RouteConfiguration {
 	}
 	b.sidecarMu.Unlock()
 	lazy.once.Do(func() {
-		lazy.rc = buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns)
+		b.uniqueOnce.Do(func() { b.uniqueDomains = sidecarDomainsUnique(b.in.Hosts) })
+		lazy.rc = buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains)
 		own(&b.valid, []*routev3.RouteConfiguration{lazy.rc})
 	})
 	return lazy.rc

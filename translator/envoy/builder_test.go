@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 
@@ -224,6 +225,42 @@ func TestSidecarDomains(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, sidecarDomains(tc.host, tc.ns)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSidecarDomainsUnique(t *testing.T) {
+	host := func(svc, ns string, port uint32, ip string, bare bool) ir.Host {
+		return ir.Host{Name: fmt.Sprintf("%s.%s.svc.cluster.local:%d", svc, ns, port), Service: svc, Namespace: ns, Port: port, ClusterIP: ip, BareNames: bare}
+	}
+	tests := map[string]struct {
+		hosts []ir.Host
+		want  bool
+	}{
+		"distinct": {hosts: []ir.Host{host("a", "x", 80, "10.0.0.1", true), host("a", "x", 81, "10.0.0.1", false),
+			host("b", "x", 80, "fd00::1", true), host("a", "y", 80, "", true)}, want: true},
+		"shared ClusterIP and port": {hosts: []ir.Host{host("a", "x", 80, "10.0.0.1", false), host("b", "x", 80, "10.0.0.1", false)}},
+		"shared bare ClusterIP":     {hosts: []ir.Host{host("a", "x", 80, "10.0.0.1", true), host("b", "x", 81, "10.0.0.1", true)}},
+		"two bare ports":            {hosts: []ir.Host{host("a", "x", 80, "", true), host("a", "x", 81, "", true)}},
+		"same host twice":           {hosts: []ir.Host{host("a", "x", 80, "", false), host("a", "x", 80, "", false)}},
+		"dotted name":               {hosts: []ir.Host{host("a.x", "svc", 80, "", false)}},
+		"ClusterIP not an address":  {hosts: []ir.Host{host("a", "x", 80, "a.x.svc", false)}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := sidecarDomainsUnique(tc.hosts); got != tc.want {
+				t.Fatalf("sidecarDomainsUnique = %v, want %v", got, tc.want)
+			}
+			routes := make([][]*routev3.Route, len(tc.hosts))
+			for _, ns := range []string{"x", "y"} {
+				checked := buildOutboundRouteConfig(tc.hosts, routes, ns, false)
+				if err := validate(&Resources{Routes: []*routev3.RouteConfiguration{checked}}, nil); err != nil {
+					t.Errorf("%s: claimed domains still collide: %v", ns, err)
+				}
+				if tc.want && !proto.Equal(checked, buildOutboundRouteConfig(tc.hosts, routes, ns, true)) {
+					t.Errorf("%s: unchecked domains differ from checked ones", ns)
+				}
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"math"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -27,32 +28,92 @@ import (
 
 // buildOutboundRouteConfig gives every host a virtual host with its routes
 // (routes[i] are those of hosts[i]). A domain claimed by two hosts goes to
-// the first in name order.
-func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string) *routev3.RouteConfiguration {
+// the first in name order; unique says no two hosts can claim one (see
+// sidecarDomainsUnique), which spares checking.
+func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string, unique bool) *routev3.RouteConfiguration {
 	domains := make([][]string, len(hosts))
 	total := 0
 	for i, h := range hosts {
 		domains[i] = sidecarDomains(h, proxyNamespace)
 		total += len(domains[i])
 	}
+	if !unique {
+		claimDomains(domains, total)
+	}
 	rc := &routev3.RouteConfiguration{Name: OutboundRouteConfigName, VirtualHosts: make([]*routev3.VirtualHost, 0, len(hosts))}
 	vhs := make([]routev3.VirtualHost, len(hosts))
-	claimed := make(map[string]bool, total)
 	for i, h := range hosts {
-		unclaimed := domains[i][:0]
-		for _, d := range domains[i] {
-			if !claimed[d] {
-				claimed[d] = true
-				unclaimed = append(unclaimed, d)
-			}
-		}
-		if len(unclaimed) > 0 {
+		if len(domains[i]) > 0 {
 			vh := &vhs[i]
-			vh.Name, vh.Domains, vh.Routes = h.Name, unclaimed, routes[i]
+			vh.Name, vh.Domains, vh.Routes = h.Name, domains[i], routes[i]
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
 	return rc
+}
+
+// claimDomains removes from each list the domains of an earlier list, or
+// earlier in the same list; total is their sum of lengths.
+func claimDomains(domains [][]string, total int) {
+	claimed := make(map[string]struct{}, total)
+	for i, ds := range domains {
+		unclaimed := ds[:0]
+		for _, d := range ds {
+			n := len(claimed)
+			if claimed[d] = struct{}{}; len(claimed) > n {
+				unclaimed = append(unclaimed, d)
+			}
+		}
+		domains[i] = unclaimed
+	}
+}
+
+// sidecarDomainsUnique reports whether no two sidecar domains of hosts can
+// be equal, in any proxy namespace. It holds when Service and namespace
+// names have no '.', ':', '[' or ']' and ClusterIPs are IP addresses (then
+// each form of name, told apart by its dots, brackets and port, is a
+// function of its parts), no two hosts share a Service, namespace and port
+// or a ClusterIP and port, and no two hosts with bare names share a Service
+// and namespace or a ClusterIP.
+func sidecarDomainsUnique(hosts []ir.Host) bool {
+	type servicePort struct {
+		service, namespace string
+		port               uint32
+	}
+	type ipPort struct {
+		ip   string
+		port uint32
+	}
+	ports := make(map[servicePort]struct{}, len(hosts))
+	ips := make(map[ipPort]struct{}, len(hosts))
+	for _, h := range hosts {
+		if strings.ContainsAny(h.Service, ".:[]") || strings.ContainsAny(h.Namespace, ".:[]") {
+			return false
+		}
+		if h.ClusterIP != "" {
+			if _, err := netip.ParseAddr(h.ClusterIP); err != nil {
+				return false
+			}
+		}
+		if !addUnique(ports, servicePort{h.Service, h.Namespace, h.Port}) ||
+			h.ClusterIP != "" && !addUnique(ips, ipPort{h.ClusterIP, h.Port}) {
+			return false
+		}
+		// Port 0 stands for the bare names: a Service port is never 0, and
+		// if one were, the answer would only be a needless false.
+		if h.BareNames && (!addUnique(ports, servicePort{h.Service, h.Namespace, 0}) ||
+			h.ClusterIP != "" && !addUnique(ips, ipPort{h.ClusterIP, 0})) {
+			return false
+		}
+	}
+	return true
+}
+
+// addUnique adds k to set and reports whether it was absent.
+func addUnique[K comparable](set map[K]struct{}, k K) bool {
+	n := len(set)
+	set[k] = struct{}{}
+	return len(set) > n
 }
 
 // sidecarDomains are the names a client may put in Host for h: the FQDN and
