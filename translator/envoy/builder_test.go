@@ -239,8 +239,11 @@ func TestSidecarDomainsUnique(t *testing.T) {
 		want  bool
 	}{
 		"distinct": {hosts: []ir.Host{host("a", "x", 80, "10.0.0.1", true), host("a", "x", 81, "10.0.0.1", false),
-			host("b", "x", 80, "fd00::1", true), host("a", "y", 80, "", true)}, want: true},
+			host("a", "y", 80, "", true), host("b", "x", 80, "fd00::1", true)}, want: true},
+		"not sorted":                {hosts: []ir.Host{host("b", "x", 80, "", false), host("a", "x", 80, "", false)}},
+		"not a host name":           {hosts: []ir.Host{{Name: "a", Service: "a", Namespace: "x", Port: 80}}},
 		"shared ClusterIP and port": {hosts: []ir.Host{host("a", "x", 80, "10.0.0.1", false), host("b", "x", 80, "10.0.0.1", false)}},
+		"shared ClusterIP":          {hosts: []ir.Host{host("a", "x", 80, "10.0.0.1", false), host("b", "x", 81, "10.0.0.1", false)}},
 		"shared bare ClusterIP":     {hosts: []ir.Host{host("a", "x", 80, "10.0.0.1", true), host("b", "x", 81, "10.0.0.1", true)}},
 		"two bare ports":            {hosts: []ir.Host{host("a", "x", 80, "", true), host("a", "x", 81, "", true)}},
 		"same host twice":           {hosts: []ir.Host{host("a", "x", 80, "", false), host("a", "x", 80, "", false)}},

@@ -72,48 +72,55 @@ func claimDomains(domains [][]string, total int) {
 // be equal, in any proxy namespace. It holds when Service and namespace
 // names have no '.', ':', '[' or ']' and ClusterIPs are IP addresses (then
 // each form of name, told apart by its dots, brackets and port, is a
-// function of its parts), no two hosts share a Service, namespace and port
-// or a ClusterIP and port, and no two hosts with bare names share a Service
-// and namespace or a ClusterIP.
+// function of its parts), no two hosts share a Service, namespace and port,
+// no two hosts with bare names share a Service and namespace, and no two
+// Services share a ClusterIP. It is false for hosts not sorted by name or
+// named otherwise than HostName would: the hosts of a Service are then
+// adjacent, which is how the second and third conditions are checked.
 func sidecarDomainsUnique(hosts []ir.Host) bool {
-	type servicePort struct {
-		service, namespace string
-		port               uint32
-	}
-	type ipPort struct {
-		ip   string
-		port uint32
-	}
-	ports := make(map[servicePort]struct{}, len(hosts))
-	ips := make(map[ipPort]struct{}, len(hosts))
-	for _, h := range hosts {
-		if strings.ContainsAny(h.Service, ".:[]") || strings.ContainsAny(h.Namespace, ".:[]") {
+	ips := make(map[string]int, len(hosts)) // ClusterIP -> first host of its Service
+	first := 0                              // first host of the current Service
+	for i, h := range hosts {
+		if strings.ContainsAny(h.Service, ".:[]") || strings.ContainsAny(h.Namespace, ".:[]") || !isHostName(h) {
 			return false
 		}
-		if h.ClusterIP != "" {
-			if _, err := netip.ParseAddr(h.ClusterIP); err != nil {
-				return false
-			}
-		}
-		if !addUnique(ports, servicePort{h.Service, h.Namespace, h.Port}) ||
-			h.ClusterIP != "" && !addUnique(ips, ipPort{h.ClusterIP, h.Port}) {
+		if i > 0 && hosts[i-1].Name >= h.Name {
 			return false
 		}
-		// Port 0 stands for the bare names: a Service port is never 0, and
-		// if one were, the answer would only be a needless false.
-		if h.BareNames && (!addUnique(ports, servicePort{h.Service, h.Namespace, 0}) ||
-			h.ClusterIP != "" && !addUnique(ips, ipPort{h.ClusterIP, 0})) {
+		if i == 0 || h.Service != hosts[i-1].Service || h.Namespace != hosts[i-1].Namespace {
+			first = i
+		} else if h.BareNames && slices.ContainsFunc(hosts[first:i], func(o ir.Host) bool { return o.BareNames }) {
 			return false
 		}
+		if h.ClusterIP == "" {
+			continue
+		}
+		if _, err := netip.ParseAddr(h.ClusterIP); err != nil {
+			return false
+		}
+		if owner, ok := ips[h.ClusterIP]; ok && owner != first {
+			return false
+		}
+		ips[h.ClusterIP] = first
 	}
 	return true
 }
 
-// addUnique adds k to set and reports whether it was absent.
-func addUnique[K comparable](set map[K]struct{}, k K) bool {
-	n := len(set)
-	set[k] = struct{}{}
-	return len(set) > n
+// isHostName reports whether h.Name is
+// "<service>.<namespace>.svc.cluster.local:<port>".
+func isHostName(h ir.Host) bool {
+	rest, ok := strings.CutPrefix(h.Name, h.Service)
+	if ok {
+		rest, ok = strings.CutPrefix(rest, ".")
+	}
+	if ok {
+		rest, ok = strings.CutPrefix(rest, h.Namespace)
+	}
+	if ok {
+		rest, ok = strings.CutPrefix(rest, ".svc.cluster.local:")
+	}
+	var portBuf [10]byte
+	return ok && rest == string(strconv.AppendUint(portBuf[:0], uint64(h.Port), 10))
 }
 
 // sidecarDomains are the names a client may put in Host for h: the FQDN and
