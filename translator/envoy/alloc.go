@@ -9,11 +9,17 @@ type slab[T any] struct{ block []T }
 // slabBlock is how many values a block holds.
 const slabBlock = 256
 
-func (s *slab[T]) new() *T {
-	if len(s.block) == 0 {
+func (s *slab[T]) new() *T { return &s.slice(1)[0] }
+
+// slice returns n zero values, with capacity n.
+func (s *slab[T]) slice(n int) []T {
+	if n > slabBlock {
+		return make([]T, n)
+	}
+	if len(s.block) < n {
 		s.block = make([]T, slabBlock)
 	}
-	v := &s.block[0]
-	s.block = s.block[1:]
+	v := s.block[:n:n]
+	s.block = s.block[n:]
 	return v
 }

@@ -113,14 +113,15 @@ func (b *Builder) clustersNamed(used map[string]bool) ([]*clusterv3.Cluster, []*
 	var fresh []int
 	b.clusterMu.Lock()
 	defer b.clusterMu.Unlock()
-	var alloc endpointAllocator
+	var clusterAlloc clusterAllocator
+	var endpointAlloc endpointAllocator
 	for i := range b.in.Clusters {
 		c := &b.in.Clusters[i]
 		if !used[c.Name] {
 			continue
 		}
 		if b.clusters[i] == nil {
-			b.clusters[i], b.assignments[i] = buildCluster(*c), alloc.loadAssignment(c)
+			b.clusters[i], b.assignments[i] = clusterAlloc.cluster(c), endpointAlloc.loadAssignment(c)
 			fresh = append(fresh, i)
 		}
 		cls, eps = append(cls, b.clusters[i]), append(eps, b.assignments[i])
@@ -157,8 +158,9 @@ func sortClusters(cls []*clusterv3.Cluster, eps []*endpointv3.ClusterLoadAssignm
 func (b *Builder) routesOf() [][]*routev3.Route {
 	b.hostRoutesOnce.Do(func() {
 		b.hostRoutes = make([][]*routev3.Route, len(b.in.Hosts))
+		var alloc routeAllocator
 		for i, h := range b.in.Hosts {
-			b.hostRoutes[i] = buildRoutes(h.Routes)
+			b.hostRoutes[i] = buildRoutes(&alloc, h.Routes)
 		}
 	})
 	return b.hostRoutes
@@ -167,12 +169,12 @@ func (b *Builder) routesOf() [][]*routev3.Route {
 // buildGRPC builds an API listener and a route configuration per host.
 func (b *Builder) buildGRPC() {
 	routes := b.routesOf()
-	enc := newHCMEncoder()
+	alloc := newGRPCAllocator()
 	b.grpcListeners = make([]*listenerv3.Listener, len(b.in.Hosts))
 	b.grpcRoutes = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
 	for i, h := range b.in.Hosts {
-		b.grpcListeners[i] = buildAPIListener(enc, h)
-		b.grpcRoutes[i] = buildAPIRouteConfig(h, routes[i])
+		b.grpcListeners[i] = alloc.apiListener(h)
+		b.grpcRoutes[i] = alloc.apiRouteConfig(h, routes[i])
 	}
 	slices.SortFunc(b.grpcListeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(b.grpcRoutes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.Name, b.Name) })

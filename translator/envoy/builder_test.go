@@ -3,6 +3,7 @@ package envoy
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/weir-mesh/weir/translator/ir"
 )
@@ -266,5 +268,60 @@ func TestSidecarDomainsUnique(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRouteAllocatorBuildsWhatBuildRouteDoes sets each field of a plain
+// forwarding route in turn (and each field of its match), so that a field
+// added to ir.Route one day cannot be dropped by the allocator's shortcut.
+func TestRouteAllocatorBuildsWhatBuildRouteDoes(t *testing.T) {
+	plain := ir.Route{Name: "r", Backends: []ir.Backend{{Cluster: "a", Weight: 1}}}
+	var routes []ir.Route
+	for i := range reflect.TypeFor[ir.Route]().NumField() {
+		r := plain
+		setNonZero(t, reflect.ValueOf(&r).Elem().Field(i))
+		routes = append(routes, r)
+	}
+	for i := range reflect.TypeFor[ir.Match]().NumField() {
+		r := plain
+		setNonZero(t, reflect.ValueOf(&r.Match).Elem().Field(i))
+		routes = append(routes, r)
+	}
+	routes = append(routes, ir.Route{Name: "split", Backends: []ir.Backend{{Cluster: "a", Weight: 9}, {Cluster: "b", Weight: 1}}, HashVersions: true})
+	var alloc routeAllocator
+	for _, r := range routes {
+		if diff := cmp.Diff(buildRoute(r), alloc.route(&r), protocmp.Transform()); diff != "" {
+			t.Errorf("%+v: (-buildRoute +allocator):\n%s", r, diff)
+		}
+	}
+}
+
+// setNonZero sets v to a value other than its zero value.
+func setNonZero(t *testing.T, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString("/x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		v.SetInt(7)
+	case reflect.Uint32, reflect.Uint64:
+		v.SetUint(7)
+	case reflect.Float64:
+		v.SetFloat(50)
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 1, 1)
+		if s.Index(0).Kind() == reflect.Struct {
+			setNonZero(t, s.Index(0).Field(0))
+		} else {
+			setNonZero(t, s.Index(0))
+		}
+		v.Set(s)
+	case reflect.Struct:
+		setNonZero(t, v.Field(0))
+	default:
+		t.Fatalf("no non-zero value for %s", v.Type())
 	}
 }

@@ -22,19 +22,60 @@ const (
 
 // buildCluster returns an EDS cluster fed over ADS, shaped by c.Policy.
 func buildCluster(c ir.Cluster) *clusterv3.Cluster {
-	p := c.Policy
 	cl := &clusterv3.Cluster{
-		Name:                 c.Name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
-		ConnectTimeout:       buildConnectTimeout(p.ConnectTimeout),
-		CircuitBreakers:      buildCircuitBreakers(p),
-		OutlierDetection:     buildOutlierDetection(p.Outlier),
+		ClusterDiscoveryType: edsType(),
+		EdsClusterConfig:     adsEDSConfig(),
+		ConnectTimeout:       buildConnectTimeout(c.Policy.ConnectTimeout),
 	}
+	applyClusterPolicy(cl, &c)
+	return cl
+}
+
+func edsType() *clusterv3.Cluster_Type {
+	return &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+}
+
+func adsEDSConfig() *clusterv3.Cluster_EdsClusterConfig {
+	return &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()}
+}
+
+// applyClusterPolicy sets cl's name and what c's protocol and policy shape,
+// but its connect timeout.
+func applyClusterPolicy(cl *clusterv3.Cluster, c *ir.Cluster) {
+	p := &c.Policy
+	cl.Name = c.Name
+	cl.CircuitBreakers = buildCircuitBreakers(*p)
+	cl.OutlierDetection = buildOutlierDetection(p.Outlier)
 	applyLBPolicy(cl, p.LB)
 	if opts := buildHTTPProtocolOptions(c.Protocol, p.MaxRequestsPerConnection); opts != nil {
 		cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: mustAny(opts)}
 	}
+}
+
+// clusterAllocator builds clusters from a slab. The clusters it builds share
+// their discovery type, EDS configuration and (when it is the default) their
+// connect timeout: callers must not modify them. Not safe for concurrent
+// use; the zero value is ready.
+type clusterAllocator struct {
+	clusters slab[clusterv3.Cluster]
+	// Shared messages, made on first use.
+	edsType        *clusterv3.Cluster_Type
+	edsConfig      *clusterv3.Cluster_EdsClusterConfig
+	defaultTimeout *durationpb.Duration
+}
+
+// cluster is buildCluster(*c).
+func (a *clusterAllocator) cluster(c *ir.Cluster) *clusterv3.Cluster {
+	if a.edsType == nil {
+		a.edsType, a.edsConfig, a.defaultTimeout = edsType(), adsEDSConfig(), buildConnectTimeout(0)
+	}
+	cl := a.clusters.new()
+	cl.ClusterDiscoveryType, cl.EdsClusterConfig = a.edsType, a.edsConfig
+	cl.ConnectTimeout = a.defaultTimeout
+	if c.Policy.ConnectTimeout > 0 {
+		cl.ConnectTimeout = buildConnectTimeout(c.Policy.ConnectTimeout)
+	}
+	applyClusterPolicy(cl, c)
 	return cl
 }
 

@@ -16,8 +16,8 @@ func buildLoadAssignment(c ir.Cluster) *endpointv3.ClusterLoadAssignment {
 }
 
 // endpointAllocator builds load assignments, taking their many small
-// messages (seven per endpoint) from slabs. Not safe for concurrent use; the
-// zero value is ready.
+// messages (seven per endpoint) from slabs. Their localities share one
+// weight message. Not safe for concurrent use; the zero value is ready.
 type endpointAllocator struct {
 	assignments slab[endpointv3.ClusterLoadAssignment]
 	localities  slab[endpointv3.LocalityLbEndpoints]
@@ -28,6 +28,9 @@ type endpointAllocator struct {
 	sockets     slab[corev3.Address_SocketAddress]
 	socketAddrs slab[corev3.SocketAddress]
 	ports       slab[corev3.SocketAddress_PortValue]
+	// localityWeight is the weight of every locality, made on first use and
+	// shared: callers must not modify it.
+	localityWeight *wrapperspb.UInt32Value
 }
 
 // loadAssignment is buildLoadAssignment(*c).
@@ -58,7 +61,10 @@ func zoneSize(eps []ir.Endpoint) int {
 func (a *endpointAllocator) locality(zone string, size int) *endpointv3.LocalityLbEndpoints {
 	l := a.localities.new()
 	l.Locality = &corev3.Locality{Zone: zone}
-	l.LoadBalancingWeight = wrapperspb.UInt32(1)
+	if a.localityWeight == nil {
+		a.localityWeight = wrapperspb.UInt32(1)
+	}
+	l.LoadBalancingWeight = a.localityWeight
 	l.LbEndpoints = make([]*endpointv3.LbEndpoint, 0, size)
 	return l
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/weir-mesh/weir/translator/ir"
 )
 
 // OutboundRouteConfigName is the sidecar's single route configuration.
@@ -34,17 +32,6 @@ func buildOutboundListener(p Proxy) *listenerv3.Listener {
 	}
 }
 
-// buildAPIListener is what a proxyless gRPC client asks for when it dials
-// xds:///<host name>.
-func buildAPIListener(enc *hcmEncoder, h ir.Host) *listenerv3.Listener {
-	return &listenerv3.Listener{
-		Name: h.Name,
-		ApiListener: &listenerv3.ApiListener{
-			ApiListener: enc.any(h.Name, h.Name),
-		},
-	}
-}
-
 // hcmEncoder makes the Any of buildHCM(statPrefix, routeConfig), the same
 // bytes as mustAny would, for many names: the connection manager is made
 // once and its encodings share large buffers. Not safe for concurrent use.
@@ -53,6 +40,7 @@ type hcmEncoder struct {
 	rds     *hcmv3.Rds
 	typeURL string
 	buf     []byte
+	anys    slab[anypb.Any]
 }
 
 // hcmBufferSize is the size of the buffers encodings are cut from.
@@ -77,7 +65,9 @@ func (e *hcmEncoder) any(statPrefix, routeConfig string) *anypb.Any {
 	}
 	value := out[len(e.buf):len(out):len(out)]
 	e.buf = out
-	return &anypb.Any{TypeUrl: e.typeURL, Value: value}
+	a := e.anys.new()
+	a.TypeUrl, a.Value = e.typeURL, value
+	return a
 }
 
 // buildHCM returns an HTTP connection manager that takes its routes over RDS;

@@ -49,6 +49,7 @@ func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyN
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
+	rc.VirtualHosts = slices.Clip(rc.VirtualHosts)
 	return rc
 }
 
@@ -195,19 +196,6 @@ func (w *domainWriter) domains(bare bool) []string {
 	return out
 }
 
-// buildAPIRouteConfig is the route configuration of a gRPC API listener.
-// grpc-go sets up a cluster only when a route names it, and fails the first
-// RPCs a route sends to a cluster it has just set up; a standby route, which
-// no request reaches, makes it set up weight-0 backends ahead of time.
-// routes are h's, which the result shares.
-func buildAPIRouteConfig(h ir.Host, routes []*routev3.Route) *routev3.RouteConfiguration {
-	if len(h.Standby) > 0 {
-		routes = append(slices.Clip(routes), buildStandbyRoute(h.Standby))
-	}
-	vh := &routev3.VirtualHost{Name: h.Name, Domains: []string{"*"}, Routes: routes}
-	return &routev3.RouteConfiguration{Name: h.Name, VirtualHosts: []*routev3.VirtualHost{vh}}
-}
-
 // WithStandby returns a copy of a gRPC route configuration whose standby
 // route also names clusters, so that grpc-go sets them up before a route
 // sends to them. rc is not modified.
@@ -258,15 +246,60 @@ func buildStandbyRoute(clusters []string) *routev3.Route {
 }
 
 // buildRoutes returns nil for no routes.
-func buildRoutes(rs []ir.Route) []*routev3.Route {
+func buildRoutes(a *routeAllocator, rs []ir.Route) []*routev3.Route {
 	if len(rs) == 0 {
 		return nil
 	}
 	out := make([]*routev3.Route, len(rs))
 	for i := range rs {
-		out[i] = buildRoute(rs[i])
+		out[i] = a.route(&rs[i])
 	}
 	return out
+}
+
+// routeAllocator builds the commonest route, one that forwards every
+// request and does nothing else, from slabs; such routes share their match:
+// callers must not modify them. Other routes are buildRoute's. Not safe for
+// concurrent use; the zero value is ready.
+type routeAllocator struct {
+	routes   slab[routev3.Route]
+	forwards slab[routev3.Route_Route]
+	actions  slab[routev3.RouteAction]
+	clusters slab[routev3.RouteAction_Cluster]
+	// catchAll is made on first use.
+	catchAll *routev3.RouteMatch
+}
+
+// route is buildRoute(*r).
+func (a *routeAllocator) route(r *ir.Route) *routev3.Route {
+	if !isPlainForward(r) {
+		return buildRoute(*r)
+	}
+	if a.catchAll == nil {
+		a.catchAll = buildRouteMatch(ir.Match{})
+	}
+	action := a.actions.new()
+	if len(r.Backends) == 1 {
+		c := a.clusters.new()
+		c.Cluster = r.Backends[0].Cluster
+		action.ClusterSpecifier = c
+	} else {
+		action.ClusterSpecifier = weightedClusters(r.Backends, r.HashVersions)
+	}
+	forward := a.forwards.new()
+	forward.Route = action
+	rt := a.routes.new()
+	rt.Name, rt.Match, rt.Action = r.Name, a.catchAll, forward
+	return rt
+}
+
+// isPlainForward reports whether r matches every request and only forwards
+// it: buildRoute sets nothing but its name, match and route action's
+// clusters.
+func isPlainForward(r *ir.Route) bool {
+	return r.Match.IsCatchAll() && !r.Match.PathIgnoreCase && r.Redirect == nil && r.DirectResponse == nil &&
+		r.Rewrite == nil && r.Timeout == 0 && r.Retry == nil && r.Fault == nil && len(r.Mirrors) == 0 &&
+		r.RequestHeaders.IsEmpty() && r.ResponseHeaders.IsEmpty() && len(r.HashPolicy) == 0
 }
 
 // buildRoute forwards to r's backends, or answers itself when r redirects or
@@ -395,17 +428,23 @@ func buildRouteAction(backends []ir.Backend, hashVersions bool) *routev3.RouteAc
 	if len(backends) == 1 {
 		return &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: backends[0].Cluster}}
 	}
-	wc := &routev3.WeightedCluster{}
-	for _, b := range backends {
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
-			Name:   b.Cluster,
-			Weight: wrapperspb.UInt32(b.Weight),
-		})
+	return &routev3.RouteAction{ClusterSpecifier: weightedClusters(backends, hashVersions)}
+}
+
+// weightedClusters allocates the messages of all the weights at once.
+func weightedClusters(backends []ir.Backend, hashVersions bool) *routev3.RouteAction_WeightedClusters {
+	wc := &routev3.WeightedCluster{Clusters: make([]*routev3.WeightedCluster_ClusterWeight, len(backends))}
+	weights := make([]routev3.WeightedCluster_ClusterWeight, len(backends))
+	values := make([]wrapperspb.UInt32Value, len(backends))
+	for i, b := range backends {
+		values[i].Value = b.Weight
+		weights[i].Name, weights[i].Weight = b.Cluster, &values[i]
+		wc.Clusters[i] = &weights[i]
 	}
 	if hashVersions {
 		wc.RandomValueSpecifier = &routev3.WeightedCluster_UseHashPolicy{UseHashPolicy: wrapperspb.Bool(true)}
 	}
-	return &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}}
+	return &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 }
 
 // buildDuration returns nil for 0 (not set) and 0s, which Envoy reads as
