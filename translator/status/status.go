@@ -2,7 +2,11 @@
 // each input object.
 package status
 
-import "sort"
+import (
+	"cmp"
+	"slices"
+	"strings"
+)
 
 // Condition types, statuses and reasons shared by every front-end.
 const (
@@ -117,18 +121,9 @@ func (o *Object) Get(t string) *Condition {
 // Sort orders objects by kind, namespace, name and each object's conditions
 // by type, so that output is deterministic.
 func Sort(objs []Object) {
-	sort.Slice(objs, func(i, j int) bool {
-		a, b := objs[i], objs[j]
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
-		}
-		if a.Group != b.Group {
-			return a.Group < b.Group
-		}
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
+	slices.SortFunc(objs, func(a, b Object) int {
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Group, b.Group),
+			strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 	for i := range objs {
 		sortConditions(objs[i].Conditions)
@@ -142,5 +137,5 @@ func Sort(objs []Object) {
 }
 
 func sortConditions(c []Condition) {
-	sort.Slice(c, func(x, y int) bool { return c[x].Type < c[y].Type })
+	slices.SortFunc(c, func(a, b Condition) int { return strings.Compare(a.Type, b.Type) })
 }
