@@ -48,8 +48,9 @@ func sortedByAge(plans []*splitPlan) []*splitPlan {
 // an exact path before a path regex, a longer literal path prefix first, more
 // header conditions first, a method restriction first. Ties keep the order
 // in which splits were listed (namespace/name) and matches were written.
+// It sorts routes in place and returns it.
 func orderRoutes(routes []ir.Route) []ir.Route {
-	out := append([]ir.Route(nil), routes...)
+	out := routes
 	if len(out) < 2 {
 		return out
 	}

@@ -74,8 +74,12 @@ func Translate(objs Objects, services *kube.Index) Result {
 		}
 		p.accept(services)
 		res.Status = append(res.Status, p.status)
-		for host, routes := range p.routes() {
-			res.Routes[host] = append(res.Routes[host], routes...)
+		for host, backends := range p.hostBackends {
+			if routes := res.Routes[host]; routes != nil {
+				res.Routes[host] = append(routes, p.routes(backends)...)
+			} else {
+				res.Routes[host] = p.routes(backends)
+			}
 		}
 		for host, clusters := range p.standby {
 			res.Standby[host] = append(res.Standby[host], clusters...)

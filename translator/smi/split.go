@@ -131,15 +131,14 @@ func (p *splitPlan) resolveBackends(services *kube.Index) {
 	for _, rp := range p.root.Spec.Ports {
 		host := kube.HostName(p.root.Namespace, p.root.Name, uint32(rp.Port))
 		for i, b := range p.ts.Spec.Backends {
-			field := fmt.Sprintf("spec.backends[%d].service", i)
 			svc := services.Service(p.ts.Namespace, b.Service)
 			if svc == nil {
-				p.unresolved(ReasonBackendNotFound, "%s: Service %s/%s does not exist", field, p.ts.Namespace, b.Service)
+				p.unresolved(ReasonBackendNotFound, "spec.backends[%d].service: Service %s/%s does not exist", i, p.ts.Namespace, b.Service)
 				return
 			}
 			port, ok := backendPort(svc, rp)
 			if !ok {
-				p.unresolved(ReasonPortNotFound, "%s: Service %s/%s has no port matching root port %d (%q)", field, svc.Namespace, svc.Name, rp.Port, rp.Name)
+				p.unresolved(ReasonPortNotFound, "spec.backends[%d].service: Service %s/%s has no port matching root port %d (%q)", i, svc.Namespace, svc.Name, rp.Port, rp.Name)
 				return
 			}
 			cluster := kube.ClusterName(svc.Namespace, svc.Name, port)
@@ -179,12 +178,11 @@ func (p *splitPlan) accept(services *kube.Index) {
 	p.status.Set(status.Condition{Type: status.Accepted, Status: status.True, Reason: ReasonAccepted,
 		Message: "routes " + p.root.Namespace + "/" + p.root.Name + " on " + strconv.Itoa(len(p.hostBackends)) + " port(s)"})
 	p.status.Set(status.Condition{Type: status.ResolvedRefs, Status: status.True, Reason: ReasonResolvedRefs, Message: "all references resolved"})
-	var empty []string
-	seen := map[string]bool{}
-	for _, host := range slices.Sorted(maps.Keys(p.hostBackends)) {
+	var empty, seen []string
+	for _, host := range p.sortedHosts() {
 		for _, b := range p.hostBackends[host] {
-			if c := services.Clusters[b.Cluster]; c != nil && len(c.Endpoints) == 0 && !seen[b.Cluster] {
-				seen[b.Cluster] = true
+			if c := services.Clusters[b.Cluster]; c != nil && len(c.Endpoints) == 0 && !slices.Contains(seen, b.Cluster) {
+				seen = append(seen, b.Cluster)
 				empty = append(empty, fmt.Sprintf("spec.backends[%d] (%s)", p.backendIndex[b.Cluster], b.Cluster))
 			}
 		}
@@ -197,17 +195,25 @@ func (p *splitPlan) accept(services *kube.Index) {
 	p.status.Set(status.Condition{Type: BackendsReady, Status: status.True, Reason: ReasonAccepted, Message: "every backend has ready endpoints"})
 }
 
-// routes returns this split's routes by host; matches are ORed, one route each.
-func (p *splitPlan) routes() map[string][]ir.Route {
-	out := map[string][]ir.Route{}
-	for host, backends := range p.hostBackends {
-		if p.matches == nil {
-			out[host] = []ir.Route{{Name: p.routeName(0), Backends: backends}}
-			continue
+// sortedHosts returns the root host names, sorted.
+func (p *splitPlan) sortedHosts() []string {
+	if len(p.hostBackends) == 1 {
+		for host := range p.hostBackends {
+			return []string{host}
 		}
-		for i, m := range p.matches {
-			out[host] = append(out[host], ir.Route{Name: p.routeName(i), Match: m, Backends: backends})
-		}
+	}
+	return slices.Sorted(maps.Keys(p.hostBackends))
+}
+
+// routes returns this split's routes to backends (those of one host);
+// matches are ORed, one route each.
+func (p *splitPlan) routes(backends []ir.Backend) []ir.Route {
+	if p.matches == nil {
+		return []ir.Route{{Name: p.routeName(0), Backends: backends}}
+	}
+	out := make([]ir.Route, len(p.matches))
+	for i, m := range p.matches {
+		out[i] = ir.Route{Name: p.routeName(i), Match: m, Backends: backends}
 	}
 	return out
 }
