@@ -67,16 +67,22 @@ func Build(objs Objects, versionLabels []string) *Index {
 		Clusters: make(map[string]*ir.Cluster, ports),
 		services: make(map[serviceKey]*corev1.Service, len(services)),
 	}
+	// Every host has one route to one backend: they are allocated together.
+	routes, backends := make([]ir.Route, ports), make([]ir.Backend, ports)
 	for _, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
 		idx.services[serviceKey{svc.Namespace, svc.Name}] = svc
 		bare := barePortIndex(svc.Spec.Ports)
+		routeName := "Service/" + svc.Namespace + "/" + svc.Name
 		for i, sp := range svc.Spec.Ports {
 			c := buildCluster(v, svc, sp)
 			idx.Clusters[c.Name] = c
-			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, c.Name))
+			n := len(idx.Hosts)
+			backends[n] = ir.Backend{Cluster: c.Name, Weight: 1}
+			routes[n] = ir.Route{Name: routeName, Backends: backends[n : n+1 : n+1]}
+			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, routes[n:n+1:n+1]))
 		}
 	}
 	// Host names are unique (a Service's namespace, name and port), so any
@@ -117,7 +123,9 @@ func barePortIndex(ports []corev1.ServicePort) int {
 	return 0
 }
 
-func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, cluster string) ir.Host {
+// buildHost returns the host of a Service port; routes is its default
+// route, to the port's own cluster.
+func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, routes []ir.Route) ir.Host {
 	clusterIP := svc.Spec.ClusterIP
 	if clusterIP == corev1.ClusterIPNone {
 		clusterIP = ""
@@ -129,10 +137,7 @@ func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, cluster st
 		Port:      uint32(sp.Port),
 		ClusterIP: clusterIP,
 		BareNames: bare,
-		Routes: []ir.Route{{
-			Name:     "Service/" + svc.Namespace + "/" + svc.Name,
-			Backends: []ir.Backend{{Cluster: cluster, Weight: 1}},
-		}},
+		Routes:    routes,
 	}
 }
 
