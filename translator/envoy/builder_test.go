@@ -189,7 +189,14 @@ func TestHCMEncoderMatchesMustAny(t *testing.T) {
 	enc := newHCMEncoder()
 	for i := range 3000 { // more than one buffer
 		name := fmt.Sprintf("svc%d.ns%d.svc.cluster.local:%d", i, i%7, 8000+i)
-		got, want := enc.any(name, name+"-rc"), mustAny(buildHCM(name, name+"-rc"))
+		rc := name + "-rc"
+		switch i {
+		case 0:
+			name, rc = "", "" // proto3 leaves empty strings out
+		case 1:
+			rc = strings.Repeat(name, 10) // a longer length
+		}
+		got, want := enc.any(name, rc), mustAny(buildHCM(name, rc))
 		if got.TypeUrl != want.TypeUrl || !bytes.Equal(got.Value, want.Value) {
 			t.Fatalf("%s: encoder gives %q, mustAny %q", name, got, want)
 		}

@@ -8,6 +8,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -33,41 +34,138 @@ func buildOutboundListener(p Proxy) *listenerv3.Listener {
 }
 
 // hcmEncoder makes the Any of buildHCM(statPrefix, routeConfig), the same
-// bytes as mustAny would, for many names: the connection manager is made
-// once and its encodings share large buffers. Not safe for concurrent use.
+// bytes as mustAny would, for many names, without marshalling each: it
+// encodes the names into pieces of the encoding of a connection manager
+// with placeholder names, kept in the order Go's encoder gave them.
+// Encodings share large buffers. Not safe for concurrent use.
 type hcmEncoder struct {
-	hcm     *hcmv3.HttpConnectionManager
-	rds     *hcmv3.Rds
 	typeURL string
-	buf     []byte
-	anys    slab[anypb.Any]
+	// statPrefix, rds and routeConfigName are field numbers.
+	statPrefix, rds, routeConfigName protowire.Number
+	// pieces are the encoded fields of the connection manager: raw bytes,
+	// or stat_prefix or rds to encode.
+	pieces []encodedPiece
+	// rdsHead and rdsTail are the fields of rds before and after
+	// route_config_name.
+	rdsHead, rdsTail []byte
+	buf              []byte
+	anys             slab[anypb.Any]
+}
+
+// encodedPiece is raw bytes when field is 0.
+type encodedPiece struct {
+	raw   []byte
+	field protowire.Number
 }
 
 // hcmBufferSize is the size of the buffers encodings are cut from.
 const hcmBufferSize = 64 << 10
 
 func newHCMEncoder() *hcmEncoder {
-	hcm := buildHCM("", "")
-	return &hcmEncoder{hcm: hcm, rds: hcm.GetRds(), typeURL: mustAny(hcm).TypeUrl}
+	const placeholder = "-"
+	template := mustAny(buildHCM(placeholder, placeholder))
+	hcmFields := (&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().Fields()
+	e := &hcmEncoder{
+		typeURL:         template.TypeUrl,
+		statPrefix:      hcmFields.ByName("stat_prefix").Number(),
+		rds:             hcmFields.ByName("rds").Number(),
+		routeConfigName: (&hcmv3.Rds{}).ProtoReflect().Descriptor().Fields().ByName("route_config_name").Number(),
+	}
+	for _, f := range encodedFields(template.Value) {
+		switch f.field {
+		case e.statPrefix:
+			e.pieces = append(e.pieces, encodedPiece{field: e.statPrefix})
+		case e.rds:
+			e.pieces = append(e.pieces, encodedPiece{field: e.rds})
+			rds, _ := protowire.ConsumeBytes(f.raw[protowire.SizeTag(e.rds):])
+			e.rdsHead, e.rdsTail = splitAround(rds, e.routeConfigName)
+		default:
+			e.pieces = append(e.pieces, encodedPiece{raw: f.raw})
+		}
+	}
+	return e
+}
+
+// encodedFields splits an encoded message into its fields, each raw with
+// its tag. It panics on a bad encoding: the input is Go's own.
+func encodedFields(b []byte) []encodedPiece {
+	var out []encodedPiece
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			panic("encoded fields: bad tag")
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			panic("encoded fields: bad value")
+		}
+		out = append(out, encodedPiece{raw: b[:n+m], field: num})
+		b = b[n+m:]
+	}
+	return out
+}
+
+// splitAround returns the fields of an encoded message before and after
+// field num, which it has once.
+func splitAround(b []byte, num protowire.Number) (head, tail []byte) {
+	var found bool
+	for _, f := range encodedFields(b) {
+		switch {
+		case f.field == num:
+			found = true
+		case found:
+			tail = append(tail, f.raw...)
+		default:
+			head = append(head, f.raw...)
+		}
+	}
+	return head, tail
 }
 
 func (e *hcmEncoder) any(statPrefix, routeConfig string) *anypb.Any {
-	e.hcm.StatPrefix, e.rds.RouteConfigName = statPrefix, routeConfig
-	opts := proto.MarshalOptions{Deterministic: true}
-	size := opts.Size(e.hcm)
+	rdsLen := len(e.rdsHead) + stringFieldSize(e.routeConfigName, routeConfig) + len(e.rdsTail)
+	size := stringFieldSize(e.statPrefix, statPrefix) + protowire.SizeTag(e.rds) + protowire.SizeBytes(rdsLen)
+	for _, p := range e.pieces {
+		size += len(p.raw)
+	}
 	if cap(e.buf)-len(e.buf) < size {
 		e.buf = make([]byte, 0, max(size, hcmBufferSize))
 	}
-	opts.UseCachedSize = true
-	out, err := opts.MarshalAppend(e.buf, e.hcm)
-	if err != nil {
-		panic(fmt.Sprintf("marshal %T: %v", e.hcm, err))
+	b := e.buf
+	for _, p := range e.pieces {
+		switch p.field {
+		case 0:
+			b = append(b, p.raw...)
+		case e.statPrefix:
+			b = appendStringField(b, e.statPrefix, statPrefix)
+		case e.rds:
+			b = protowire.AppendTag(b, e.rds, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(rdsLen))
+			b = append(b, e.rdsHead...)
+			b = appendStringField(b, e.routeConfigName, routeConfig)
+			b = append(b, e.rdsTail...)
+		}
 	}
-	value := out[len(e.buf):len(out):len(out)]
-	e.buf = out
+	value := b[len(e.buf):len(b):len(b)]
+	e.buf = b
 	a := e.anys.new()
 	a.TypeUrl, a.Value = e.typeURL, value
 	return a
+}
+
+// appendStringField encodes a proto3 string field: nothing when s is "".
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), s)
+}
+
+func stringFieldSize(num protowire.Number, s string) int {
+	if s == "" {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeBytes(len(s))
 }
 
 // buildHCM returns an HTTP connection manager that takes its routes over RDS;
