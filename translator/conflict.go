@@ -2,6 +2,7 @@ package translator
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -146,21 +147,40 @@ func ownerAges(objs Objects) map[string]owner {
 // ownersOf returns the objects whose routes these are, oldest first. Route
 // names start with "Kind/namespace/name/".
 func ownersOf(routes []ir.Route, ages map[string]owner) []owner {
-	seen := map[string]bool{}
 	var out []owner
 	for _, r := range routes {
-		parts := strings.SplitN(r.Name, "/", 4)
-		if len(parts) < 3 {
+		key, ok := ownerKey(r.Name)
+		if !ok {
 			continue
 		}
-		key := strings.Join(parts[:3], "/")
-		if o, ok := ages[key]; ok && !seen[key] {
-			seen[key] = true
+		if o, ok := ages[key]; ok && !slices.Contains(out, o) {
 			out = append(out, o)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].olderThan(out[j]) })
+	slices.SortFunc(out, func(a, b owner) int {
+		switch {
+		case a.olderThan(b):
+			return -1
+		case b.olderThan(a):
+			return 1
+		}
+		return 0
+	})
 	return out
+}
+
+// ownerKey returns "Kind/namespace/name" of a route named
+// "Kind/namespace/name[/...]"; false for fewer parts.
+func ownerKey(route string) (string, bool) {
+	end := 0
+	for range 3 {
+		i := strings.IndexByte(route[end:], '/')
+		if i < 0 {
+			return route, strings.Count(route, "/") == 2
+		}
+		end += i + 1
+	}
+	return route[:end-1], true
 }
 
 func list(os []owner) string {
