@@ -85,10 +85,32 @@ func Build(objs Objects, versionLabels []string) *Index {
 			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, routes[n:n+1:n+1]))
 		}
 	}
-	// Host names are unique (a Service's namespace, name and port), so any
-	// sort gives this order.
-	slices.SortFunc(idx.Hosts, func(a, b ir.Host) int { return strings.Compare(a.Name, b.Name) })
+	sortHosts(idx.Hosts)
 	return idx
+}
+
+// sortHosts sorts hosts by name. Host names are unique (a Service's
+// namespace, name and port), so any sort gives this order. It sorts
+// indexes, cheaper to move than hosts, then moves each host once.
+func sortHosts(hosts []ir.Host) {
+	order := make([]int, len(hosts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(hosts[a].Name, hosts[b].Name) })
+	// hosts[j] takes hosts[order[j]], cycle by cycle; -1 marks done.
+	for i := range hosts {
+		first := hosts[i]
+		for j := i; order[j] >= 0; {
+			from := order[j]
+			order[j] = -1
+			if from == i {
+				hosts[j] = first
+				break
+			}
+			hosts[j], j = hosts[from], from
+		}
+	}
 }
 
 // Service returns the Service namespace/name, or nil.

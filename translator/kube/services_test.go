@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -217,6 +218,21 @@ func TestEndpointVersion(t *testing.T) {
 		want := map[string]string{"10.0.0.1": "stable", "10.0.0.2": "stable", "10.0.0.3": "stable", "10.0.0.4": "canary", "10.0.0.5": "canary"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s versions (-want +got):\n%s", c.Name, diff)
+		}
+	}
+}
+
+func TestSortHosts(t *testing.T) {
+	for n := range 50 {
+		hosts := make([]ir.Host, n)
+		for i, j := range rand.Perm(n) {
+			hosts[i] = ir.Host{Name: fmt.Sprintf("h%03d", j), Port: uint32(j)}
+		}
+		sortHosts(hosts)
+		for i, h := range hosts {
+			if h.Name != fmt.Sprintf("h%03d", i) || h.Port != uint32(i) {
+				t.Fatalf("%d hosts: position %d holds %+v", n, i, h)
+			}
 		}
 	}
 }
