@@ -141,6 +141,9 @@ func withClusters(base, extra []ir.Cluster) []ir.Cluster {
 
 // withoutRouted drops the standby clusters some route already sends to.
 func withoutRouted(standby []string, routes []ir.Route) []string {
+	if len(standby) == 0 {
+		return nil
+	}
 	routed := map[string]bool{}
 	for _, r := range routes {
 		for _, b := range r.Backends {
