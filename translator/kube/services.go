@@ -67,7 +67,9 @@ func Build(objs Objects, versionLabels []string) *Index {
 		Clusters: make(map[string]*ir.Cluster, ports),
 		services: make(map[serviceKey]*corev1.Service, len(services)),
 	}
-	// Every host has one route to one backend: they are allocated together.
+	// Every port has a cluster, and a host with one route to one backend:
+	// they are allocated together.
+	clusters := make([]ir.Cluster, ports)
 	routes, backends := make([]ir.Route, ports), make([]ir.Backend, ports)
 	for _, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
@@ -77,9 +79,10 @@ func Build(objs Objects, versionLabels []string) *Index {
 		bare := barePortIndex(svc.Spec.Ports)
 		routeName := "Service/" + svc.Namespace + "/" + svc.Name
 		for i, sp := range svc.Spec.Ports {
-			c := buildCluster(v, svc, sp)
-			idx.Clusters[c.Name] = c
 			n := len(idx.Hosts)
+			c := &clusters[n]
+			buildCluster(c, v, svc, sp)
+			idx.Clusters[c.Name] = c
 			backends[n] = ir.Backend{Cluster: c.Name, Weight: 1}
 			routes[n] = ir.Route{Name: routeName, Backends: backends[n : n+1 : n+1]}
 			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, routes[n:n+1:n+1]))
@@ -163,8 +166,9 @@ func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, routes []i
 	}
 }
 
-func buildCluster(v versions, svc *corev1.Service, sp corev1.ServicePort) *ir.Cluster {
-	c := &ir.Cluster{
+// buildCluster fills c with the cluster of a Service port.
+func buildCluster(c *ir.Cluster, v versions, svc *corev1.Service, sp corev1.ServicePort) {
+	*c = ir.Cluster{
 		Name:      ClusterName(svc.Namespace, svc.Name, uint32(sp.Port)),
 		Service:   svc.Name,
 		Namespace: svc.Namespace,
@@ -178,7 +182,6 @@ func buildCluster(v versions, svc *corev1.Service, sp corev1.ServicePort) *ir.Cl
 		c.Endpoints = endpointsFromPods(v, v.objs.PodsIn(svc.Namespace), svc.Spec.Selector, sp)
 	}
 	c.Endpoints = sortedUnique(c.Endpoints)
-	return c
 }
 
 // protocolOf reads appProtocol, then the Istio port-name convention.
