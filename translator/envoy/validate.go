@@ -140,7 +140,11 @@ type routeRef struct {
 // repeats and the clusters its routes use.
 func routeConfigRefs(rc *routev3.RouteConfiguration) []routeRef {
 	var refs []routeRef
-	domains := map[string]string{}
+	n := 0
+	for _, vh := range rc.VirtualHosts {
+		n += len(vh.Domains)
+	}
+	domains := make(map[string]string, n)
 	for _, vh := range rc.VirtualHosts {
 		for _, d := range vh.Domains {
 			if other, ok := domains[d]; ok {
