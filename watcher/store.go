@@ -272,14 +272,16 @@ func (sn *Snapshot) records(kind Kind, index string, args ...any) []*record {
 	return out
 }
 
-func (sn *Snapshot) list(kind Kind, index string, args ...any) []any {
-	out := sn.records(kind, index, args...)
-	sortRecords(out)
-	vals := make([]any, len(out))
-	for i, r := range out {
-		vals[i] = r.Value
+// list returns the values of kind found by index and args, sorted by key.
+// A value not a *T is a programming error: it panics.
+func list[T any](sn *Snapshot, kind Kind, index string, args ...any) []*T {
+	rs := sn.records(kind, index, args...)
+	sortRecords(rs)
+	out := make([]*T, len(rs))
+	for i, r := range rs {
+		out[i] = r.Value.(*T)
 	}
-	return vals
+	return out
 }
 
 // sortRecords sorts by Key. Most lists come from the "id" index, already in
@@ -302,17 +304,9 @@ func (sn *Snapshot) get(kind Kind, namespace, name string) any {
 	return raw.(*record).Value
 }
 
-func listOf[T any](vals []any) []*T {
-	out := make([]*T, len(vals))
-	for i, v := range vals {
-		out[i] = v.(*T)
-	}
-	return out
-}
-
 // Services returns every Service.
 func (sn *Snapshot) Services() []*corev1.Service {
-	return listOf[corev1.Service](sn.list(KindService, "id"))
+	return list[corev1.Service](sn, KindService, "id")
 }
 
 // Service returns the Service namespace/name, or nil.
@@ -355,7 +349,7 @@ func (sn *Snapshot) groupEndpointSlices() {
 
 // PodsIn returns the Pods of a namespace.
 func (sn *Snapshot) PodsIn(namespace string) []*corev1.Pod {
-	return listOf[corev1.Pod](sn.list(KindPod, "id_prefix", namespace+"/"))
+	return list[corev1.Pod](sn, KindPod, "id_prefix", namespace+"/")
 }
 
 // Pod returns the Pod namespace/name, or nil.
@@ -366,17 +360,17 @@ func (sn *Snapshot) Pod(namespace, name string) *corev1.Pod {
 
 // TrafficSplits returns every TrafficSplit.
 func (sn *Snapshot) TrafficSplits() []*smi.TrafficSplit {
-	return listOf[smi.TrafficSplit](sn.list(KindTrafficSplit, "id"))
+	return list[smi.TrafficSplit](sn, KindTrafficSplit, "id")
 }
 
 // TrafficSplitsFor returns the TrafficSplits whose root is Service namespace/name.
 func (sn *Snapshot) TrafficSplitsFor(namespace, root string) []*smi.TrafficSplit {
-	return listOf[smi.TrafficSplit](sn.list(KindTrafficSplit, "ref", namespace+"/"+root))
+	return list[smi.TrafficSplit](sn, KindTrafficSplit, "ref", namespace+"/"+root)
 }
 
 // HTTPRouteGroups returns every HTTPRouteGroup.
 func (sn *Snapshot) HTTPRouteGroups() []*smi.HTTPRouteGroup {
-	return listOf[smi.HTTPRouteGroup](sn.list(KindHTTPRouteGroup, "id"))
+	return list[smi.HTTPRouteGroup](sn, KindHTTPRouteGroup, "id")
 }
 
 // HTTPRouteGroup returns the HTTPRouteGroup namespace/name, or nil.
@@ -393,40 +387,40 @@ func (sn *Snapshot) Secret(namespace, name string) *corev1.Secret {
 
 // Ingresses returns every Ingress.
 func (sn *Snapshot) Ingresses() []*networkingv1.Ingress {
-	return listOf[networkingv1.Ingress](sn.list(KindIngress, "id"))
+	return list[networkingv1.Ingress](sn, KindIngress, "id")
 }
 
 // VirtualServices returns every Istio VirtualService.
 func (sn *Snapshot) VirtualServices() []*istio.VirtualService {
-	return listOf[istio.VirtualService](sn.list(KindVirtualService, "id"))
+	return list[istio.VirtualService](sn, KindVirtualService, "id")
 }
 
 // DestinationRules returns every Istio DestinationRule.
 func (sn *Snapshot) DestinationRules() []*istio.DestinationRule {
-	return listOf[istio.DestinationRule](sn.list(KindDestinationRule, "id"))
+	return list[istio.DestinationRule](sn, KindDestinationRule, "id")
 }
 
 // IstioGateways returns every Istio Gateway.
 func (sn *Snapshot) IstioGateways() []*istio.Gateway {
-	return listOf[istio.Gateway](sn.list(KindIstioGateway, "id"))
+	return list[istio.Gateway](sn, KindIstioGateway, "id")
 }
 
 // GatewayClasses returns every Gateway API GatewayClass.
 func (sn *Snapshot) GatewayClasses() []*gwapiv1.GatewayClass {
-	return listOf[gwapiv1.GatewayClass](sn.list(KindGatewayClass, "id"))
+	return list[gwapiv1.GatewayClass](sn, KindGatewayClass, "id")
 }
 
 // Gateways returns every Gateway API Gateway.
 func (sn *Snapshot) Gateways() []*gwapiv1.Gateway {
-	return listOf[gwapiv1.Gateway](sn.list(KindGateway, "id"))
+	return list[gwapiv1.Gateway](sn, KindGateway, "id")
 }
 
 // HTTPRoutes returns every Gateway API HTTPRoute.
 func (sn *Snapshot) HTTPRoutes() []*gwapiv1.HTTPRoute {
-	return listOf[gwapiv1.HTTPRoute](sn.list(KindHTTPRoute, "id"))
+	return list[gwapiv1.HTTPRoute](sn, KindHTTPRoute, "id")
 }
 
 // ReferenceGrants returns every Gateway API ReferenceGrant.
 func (sn *Snapshot) ReferenceGrants() []*gwapiv1.ReferenceGrant {
-	return listOf[gwapiv1.ReferenceGrant](sn.list(KindReferenceGrant, "id"))
+	return list[gwapiv1.ReferenceGrant](sn, KindReferenceGrant, "id")
 }
