@@ -1,6 +1,7 @@
 package smi
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -29,18 +30,32 @@ func resolveConflicts(plans []*splitPlan) {
 	}
 }
 
+// sortedByAge returns plans sorted by creation time then name, in their
+// order where both are equal (a stable sort; the position breaks ties so
+// that a faster unstable sort gives the same order).
 func sortedByAge(plans []*splitPlan) []*splitPlan {
-	out := append([]*splitPlan(nil), plans...)
-	slices.SortStableFunc(out, func(x, y *splitPlan) int {
-		a, b := x.ts, y.ts
+	type indexed struct {
+		p *splitPlan
+		i int
+	}
+	order := make([]indexed, len(plans))
+	for i, p := range plans {
+		order[i] = indexed{p, i}
+	}
+	slices.SortFunc(order, func(x, y indexed) int {
+		a, b := x.p.ts, y.p.ts
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 			if a.CreationTimestamp.Before(&b.CreationTimestamp) {
 				return -1
 			}
 			return 1
 		}
-		return strings.Compare(a.Name, b.Name)
+		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(x.i, y.i))
 	})
+	out := make([]*splitPlan, len(order))
+	for i, o := range order {
+		out[i] = o.p
+	}
 	return out
 }
 
