@@ -18,8 +18,10 @@ import (
 // resource that does not depend on the proxy (clusters, load assignments,
 // the gRPC role's listeners and route configurations, the sidecar route
 // configuration of a namespace) at most once and returning the same
-// pointers, and the same slices of them, to every caller. Callers must not
-// modify returned resources or slices; proto.Clone one to change it.
+// pointers, and the same slices of them, to every caller. Resources also
+// share messages that are equal in many of them (a catch-all route match, a
+// cluster's EDS settings). Callers must not modify returned resources or
+// slices; proto.Clone one to change it.
 //
 // A Builder is safe for concurrent use by many goroutines. It reads the IR
 // it was made with, which must not change while the Builder is in use.

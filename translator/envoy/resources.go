@@ -82,7 +82,9 @@ type Resources struct {
 
 // Build returns the resources for proxy p, each list sorted by name. Only
 // clusters some route uses are included. It is NewBuilder(in).Build(p):
-// nothing is shared with another call.
+// nothing is shared with another call, but resources of one call may share
+// messages (see Builder), so a caller changing one message should
+// proto.Clone it first.
 func Build(in *ir.IR, p Proxy) (*Resources, error) {
 	return NewBuilder(in).Build(p)
 }
