@@ -1,7 +1,6 @@
 package smi
 
 import (
-	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -30,32 +29,18 @@ func resolveConflicts(plans []*splitPlan) {
 	}
 }
 
-// sortedByAge returns plans sorted by creation time then name, in their
-// order where both are equal (a stable sort; the position breaks ties so
-// that a faster unstable sort gives the same order).
 func sortedByAge(plans []*splitPlan) []*splitPlan {
-	type indexed struct {
-		p *splitPlan
-		i int
-	}
-	order := make([]indexed, len(plans))
-	for i, p := range plans {
-		order[i] = indexed{p, i}
-	}
-	slices.SortFunc(order, func(x, y indexed) int {
-		a, b := x.p.ts, y.p.ts
+	out := append([]*splitPlan(nil), plans...)
+	slices.SortStableFunc(out, func(x, y *splitPlan) int {
+		a, b := x.ts, y.ts
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 			if a.CreationTimestamp.Before(&b.CreationTimestamp) {
 				return -1
 			}
 			return 1
 		}
-		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(x.i, y.i))
+		return strings.Compare(a.Name, b.Name)
 	})
-	out := make([]*splitPlan, len(order))
-	for i, o := range order {
-		out[i] = o.p
-	}
 	return out
 }
 
