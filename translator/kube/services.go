@@ -96,17 +96,17 @@ func Build(objs Objects, versionLabels []string) *Index {
 // namespace, name and port), so any sort gives this order. It sorts
 // indexes, cheaper to move than hosts, then moves each host once.
 func sortHosts(hosts []ir.Host) {
-	order := make([]int, len(hosts))
-	for i := range order {
-		order[i] = i
+	order := make([]named, len(hosts))
+	for i := range hosts {
+		order[i] = named{hosts[i].Name, i}
 	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(hosts[a].Name, hosts[b].Name) })
-	// hosts[j] takes hosts[order[j]], cycle by cycle; -1 marks done.
+	sortNamed(order)
+	// hosts[j] takes hosts[order[j].index], cycle by cycle; -1 marks done.
 	for i := range hosts {
 		first := hosts[i]
-		for j := i; order[j] >= 0; {
-			from := order[j]
-			order[j] = -1
+		for j := i; order[j].index >= 0; {
+			from := order[j].index
+			order[j].index = -1
 			if from == i {
 				hosts[j] = first
 				break
@@ -116,6 +116,17 @@ func sortHosts(hosts []ir.Host) {
 	}
 }
 
+// named is an index of something sorted by name; the name is beside it, as
+// comparing reaches it with one load fewer.
+type named struct {
+	name  string
+	index int
+}
+
+func sortNamed(order []named) {
+	slices.SortFunc(order, func(a, b named) int { return strings.Compare(a.name, b.name) })
+}
+
 // Service returns the Service namespace/name, or nil.
 func (idx *Index) Service(namespace, name string) *corev1.Service {
 	return idx.services[serviceKey{namespace, name}]
@@ -123,16 +134,17 @@ func (idx *Index) Service(namespace, name string) *corev1.Service {
 
 // SortedClusters returns the clusters sorted by name.
 func (idx *Index) SortedClusters() []ir.Cluster {
-	sorted := make([]*ir.Cluster, 0, len(idx.Clusters))
-	for _, c := range idx.Clusters {
-		sorted = append(sorted, c)
+	clusters := make([]*ir.Cluster, 0, len(idx.Clusters))
+	order := make([]named, 0, len(idx.Clusters))
+	for name, c := range idx.Clusters {
+		order = append(order, named{name, len(clusters)})
+		clusters = append(clusters, c)
 	}
-	// Cluster names are unique, so any sort gives this order. Pointers are
-	// cheaper to move than clusters.
-	slices.SortFunc(sorted, func(a, b *ir.Cluster) int { return strings.Compare(a.Name, b.Name) })
-	out := make([]ir.Cluster, len(sorted))
-	for i, c := range sorted {
-		out[i] = *c
+	// Cluster names are unique, so any sort gives this order.
+	sortNamed(order)
+	out := make([]ir.Cluster, len(order))
+	for i, o := range order {
+		out[i] = *clusters[o.index]
 	}
 	return out
 }
