@@ -3,7 +3,6 @@
 package status
 
 import (
-	"cmp"
 	"slices"
 	"strings"
 )
@@ -121,10 +120,7 @@ func (o *Object) Get(t string) *Condition {
 // Sort orders objects by kind, namespace, name and each object's conditions
 // by type, so that output is deterministic.
 func Sort(objs []Object) {
-	slices.SortFunc(objs, func(a, b Object) int {
-		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Group, b.Group),
-			strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
-	})
+	slices.SortFunc(objs, compareObjects)
 	for i := range objs {
 		sortConditions(objs[i].Conditions)
 		for _, l := range objs[i].Listeners {
@@ -134,6 +130,20 @@ func Sort(objs []Object) {
 			sortConditions(p.Conditions)
 		}
 	}
+}
+
+// compareObjects orders by kind, group, namespace and name.
+func compareObjects(a, b Object) int {
+	if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Group, b.Group); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 func sortConditions(c []Condition) {
