@@ -33,8 +33,9 @@ import (
 func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string, unique bool) *routev3.RouteConfiguration {
 	domains := make([][]string, len(hosts))
 	total := 0
+	var strs slab[string]
 	for i, h := range hosts {
-		domains[i] = sidecarDomains(h, proxyNamespace)
+		domains[i] = sidecarDomainsIn(&strs, h, proxyNamespace)
 		total += len(domains[i])
 	}
 	if !unique {
@@ -129,6 +130,12 @@ func isHostName(h ir.Host) bool {
 // without it. The short name alone only works in the proxy's namespace.
 // The names share one string.
 func sidecarDomains(h ir.Host, proxyNamespace string) []string {
+	var strs slab[string]
+	return sidecarDomainsIn(&strs, h, proxyNamespace)
+}
+
+// sidecarDomainsIn is sidecarDomains, the list taken from strs.
+func sidecarDomainsIn(strs *slab[string], h ir.Host, proxyNamespace string) []string {
 	var w domainWriter
 	w.port = strconv.AppendUint(w.portBuf[:0], uint64(h.Port), 10)
 	w.sb.Grow(4*len(h.Service) + 3*len(h.Namespace) + len(h.ClusterIP) + 30 + 5*(1+len(w.port)))
@@ -145,7 +152,7 @@ func sidecarDomains(h ir.Host, proxyNamespace string) []string {
 			w.name(h.ClusterIP)
 		}
 	}
-	return w.domains(h.BareNames)
+	return w.domains(strs, h.BareNames)
 }
 
 // domainWriter writes up to five names, each followed by ":port", into one
@@ -177,14 +184,15 @@ func (w *domainWriter) name(parts ...string) {
 	w.n++
 }
 
-// domains returns the names with ":port", then, if bare, without.
-func (w *domainWriter) domains(bare bool) []string {
+// domains returns the names with ":port", then, if bare, without; the list
+// is taken from strs.
+func (w *domainWriter) domains(strs *slab[string], bare bool) []string {
 	s := w.sb.String()
 	size := w.n
 	if bare {
 		size *= 2
 	}
-	out := make([]string, 0, size)
+	out := strs.slice(size)[:0]
 	for _, sp := range w.spans[:w.n] {
 		out = append(out, s[sp[0]:sp[2]])
 	}
@@ -250,7 +258,7 @@ func buildRoutes(a *routeAllocator, rs []ir.Route) []*routev3.Route {
 	if len(rs) == 0 {
 		return nil
 	}
-	out := make([]*routev3.Route, len(rs))
+	out := a.lists.slice(len(rs))
 	for i := range rs {
 		out[i] = a.route(&rs[i])
 	}
@@ -266,6 +274,7 @@ type routeAllocator struct {
 	forwards slab[routev3.Route_Route]
 	actions  slab[routev3.RouteAction]
 	clusters slab[routev3.RouteAction_Cluster]
+	lists    slab[*routev3.Route]
 	// catchAll is made on first use.
 	catchAll *routev3.RouteMatch
 }
