@@ -324,6 +324,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 		lasts[i] = s.keys[key].lastGood()
 	}
 	var hook sync.Mutex // the test mutator need not be safe for concurrent use
+	b, memo := s.newBuilder(), newEncodingMemo()
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range min(len(keys), runtime.GOMAXPROCS(0)) {
@@ -331,7 +332,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				built[i], encodings[i], errs[i] = s.build(keys[i], lasts[i], &hook)
+				built[i], encodings[i], errs[i] = s.build(b, memo, keys[i], lasts[i], &hook)
 			}
 		}()
 	}
@@ -351,7 +352,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 // IR.
 func (s *Server) rebuildLocked(key envoy.Proxy) {
 	var hook sync.Mutex
-	set, encodings, err := s.build(key, s.keys[key].lastGood(), &hook)
+	set, encodings, err := s.build(s.newBuilder(), nil, key, s.keys[key].lastGood(), &hook)
 	s.setDesiredLocked(key, set, encodings, err)
 }
 
@@ -364,16 +365,31 @@ func (ks *keyState) lastGood() resourceSet {
 	return ks.desired.set
 }
 
-// build returns the resources of key from the current IR, validated and
-// hashed, and their encodings; secrets the listeners use that the IR lacks
-// come from last, the key's last good configuration (nil if none). It
-// only reads the Server, so keys build in parallel; hook guards the test
-// mutator.
-func (s *Server) build(key envoy.Proxy, last resourceSet, hook *sync.Mutex) (resourceSet, map[wireKey][]byte, error) {
+// newBuilder returns a Builder of the current IR, nil if there is none.
+func (s *Server) newBuilder() *envoy.Builder {
 	if s.ir == nil {
+		return nil
+	}
+	return envoy.NewBuilder(s.ir)
+}
+
+// build returns the resources of key from b (a Builder of the current IR,
+// whose shared resources are built, validated and, with memo, encoded
+// once for all keys), validated and hashed, and their encodings; secrets
+// the listeners use that the IR lacks come from last, the key's last good
+// configuration (nil if none). It only reads the Server, so keys build in
+// parallel; hook guards the test mutator, which gets resources of its own.
+func (s *Server) build(b *envoy.Builder, memo *encodingMemo, key envoy.Proxy, last resourceSet, hook *sync.Mutex) (resourceSet, map[wireKey][]byte, error) {
+	if b == nil {
 		return nil, nil, nil
 	}
-	res, err := envoy.Build(s.ir, key)
+	var res *envoy.Resources
+	var err error
+	if s.testFix != nil {
+		res, err = envoy.Build(s.ir, key)
+	} else {
+		res, err = b.Build(key)
+	}
 	if err == nil {
 		res = envoy.WithoutSecrets(res, unavailableSecrets(res, last))
 	}
@@ -383,12 +399,12 @@ func (s *Server) build(key envoy.Proxy, last resourceSet, hook *sync.Mutex) (res
 		hook.Unlock()
 	}
 	if err == nil && s.testFix == nil {
-		err = envoy.Validate(res)
+		err = b.Validate(res)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	set, encodings, err := encodedResources(res)
+	set, encodings, err := encodedResources(res, memo)
 	if err == nil && last != nil {
 		set.withLastGoodSecrets(res.SecretRefs, last)
 	}

@@ -81,7 +81,7 @@ func TestEncodedResourcesHashLikeFromResources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, encodings, err := encodedResources(res)
+	got, encodings, err := encodedResources(res, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

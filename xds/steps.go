@@ -388,19 +388,59 @@ func encodedOnly(m types.Resource) bool {
 	return len(m.ProtoReflect().GetUnknown()) > 0
 }
 
+// encodingMemo holds the encodings of the resources the keys of one
+// update share (a Builder hands every key the same pointers), so that each
+// is encoded and hashed once. A nil memo holds nothing. Safe for
+// concurrent use.
+type encodingMemo struct {
+	mu sync.Mutex
+	m  map[proto.Message]encoding
+}
+
+type encoding struct {
+	b    []byte
+	hash string
+}
+
+func newEncodingMemo() *encodingMemo { return &encodingMemo{m: map[proto.Message]encoding{}} }
+
+// encode returns m's deterministic encoding and its hash.
+func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
+	if e != nil {
+		e.mu.Lock()
+		enc, ok := e.m[m]
+		e.mu.Unlock()
+		if ok {
+			return enc, nil
+		}
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return encoding{}, fmt.Errorf("hash %T: %w", m, err)
+	}
+	enc := encoding{b: b, hash: hashOf(b)}
+	if e != nil {
+		e.mu.Lock()
+		e.m[m] = enc
+		e.mu.Unlock()
+	}
+	return enc, nil
+}
+
 // encodedResources is fromResources keeping each resource's encoding, so
-// that newConfig need not encode it again.
-func encodedResources(r *envoy.Resources) (resourceSet, map[wireKey][]byte, error) {
+// that newConfig need not encode it again; resources memo holds are not
+// encoded again.
+func encodedResources(r *envoy.Resources, memo *encodingMemo) (resourceSet, map[wireKey][]byte, error) {
 	s := newResourceSet()
 	encodings := map[wireKey][]byte{}
 	add := func(t, name string, m proto.Message) error {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		enc, err := memo.encode(m)
 		if err != nil {
-			return fmt.Errorf("hash %T: %w", m, err)
+			return err
 		}
-		e := entry{res: m, hash: hashOf(b)}
+		e := entry{res: m, hash: enc.hash}
 		s[t][name] = e
-		encodings[wireKey{t, name, e.hash}] = b
+		encodings[wireKey{t, name, e.hash}] = enc.b
 		return nil
 	}
 	var err error
