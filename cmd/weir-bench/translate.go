@@ -44,8 +44,9 @@ func translateOnly(n, iterations int) error {
 	for i := range iterations + 1 {
 		start := time.Now()
 		res := translator.Translate(store.Snapshot(), translator.Options{})
+		b := envoy.NewBuilder(res.IR) // as weir serve builds every proxy key of a translation
 		for _, p := range proxies {
-			r, err := envoy.Build(res.IR, p)
+			r, err := b.Build(p)
 			if err != nil {
 				return err
 			}
