@@ -323,7 +323,10 @@ func (s *Server) newConfig(set resourceSet, encodings map[wireKey][]byte, role e
 				w = &wireEntry{wire: unknownOnly(e.res, b)}
 				w.e = entry{res: w.wire, hash: e.hash}
 				if read {
-					w.e.res = e.res
+					// A copy of its own: the Builder's message shares an
+					// allocation with every route of the mesh, which a
+					// configuration kept after a scale-down would pin.
+					w.e.res = proto.Clone(e.res)
 				}
 				s.wire[k] = w
 			}
