@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"weak"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -218,8 +219,10 @@ type config struct {
 	// steps memoizes stepTo from a published config (nil: none yet) to
 	// this one while it is a key's desired configuration; changed memoizes
 	// changedNames from another config, by type.
-	steps   map[*config]stepMemo
-	changed map[*config]map[string]map[string]bool
+	// Both are keyed weakly: a memo never keeps an older configuration
+	// alive, which would chain every configuration a key ever had.
+	steps   map[weak.Pointer[config]]stepMemo
+	changed map[weak.Pointer[config]]map[string]map[string]bool
 }
 
 // stepMemo is one memoized nextStep.
@@ -235,7 +238,7 @@ func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
 	if cur == want {
 		return stepMemo{st: stepSettled}
 	}
-	if m, ok := want.steps[cur]; ok {
+	if m, ok := want.steps[weak.Make(cur)]; ok {
 		return m
 	}
 	var curSet resourceSet
@@ -255,9 +258,9 @@ func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
 		m.warming = newlyNamed(cur.set, m.next.set)
 	}
 	if want.steps == nil {
-		want.steps = map[*config]stepMemo{}
+		want.steps = map[weak.Pointer[config]]stepMemo{}
 	}
-	want.steps[cur] = m
+	want.steps[weak.Make(cur)] = m
 	return m
 }
 
@@ -265,12 +268,12 @@ func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
 // old to c, memoized in c.
 func (c *config) changedFrom(old *config, typeURL string) map[string]bool {
 	if c.changed == nil {
-		c.changed = map[*config]map[string]map[string]bool{}
+		c.changed = map[weak.Pointer[config]]map[string]map[string]bool{}
 	}
-	byType := c.changed[old]
+	byType := c.changed[weak.Make(old)]
 	if byType == nil {
 		byType = map[string]map[string]bool{}
-		c.changed[old] = byType
+		c.changed[weak.Make(old)] = byType
 	}
 	names, ok := byType[typeURL]
 	if !ok {
