@@ -7,13 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weir-mesh/weir/translator/kube/testcert"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -143,11 +142,11 @@ func (k *kubeCluster) path(name string) string { return filepath.Join(k.dir, nam
 // writeCredentials writes the API server's serving certificate (the
 // clients' CA too), its service-account key pair and its token file.
 func (k *kubeCluster) writeCredentials(adminToken string) error {
-	certPEM, keyPEM, err := selfSigned("localhost", "127.0.0.1")
+	cert, err := testcert.Make("localhost", "127.0.0.1")
 	if err != nil {
 		return err
 	}
-	k.caPEM = certPEM
+	k.caPEM = cert.CertPEM
 	saKeyPEM, saPubPEM, err := ecdsaKeyPair()
 	if err != nil {
 		return err
@@ -156,7 +155,7 @@ func (k *kubeCluster) writeCredentials(adminToken string) error {
 		"%s,%s,weir-uid,\"system:serviceaccounts,system:serviceaccounts:weir-system,system:authenticated\"\n",
 		adminToken, k.weirToken, kubeWeirUser)
 	for name, content := range map[string][]byte{
-		"serving.crt": certPEM, "serving.key": keyPEM,
+		"serving.crt": cert.CertPEM, "serving.key": cert.KeyPEM,
 		"sa.key": saKeyPEM, "sa.pub": saPubPEM,
 		"tokens.csv": []byte(tokens),
 	} {
@@ -459,47 +458,6 @@ func randomToken() (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
-}
-
-// selfSigned returns a new ECDSA certificate for names (DNS names or IP
-// addresses), its own CA, valid from an hour ago for a day, and its key,
-// as PEM.
-func selfSigned(names ...string) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: names[0]},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // ecdsaKeyPair returns a new P-256 key's private and public PEM.

@@ -1,5 +1,5 @@
 // Package testcert makes self-signed certificates and kubernetes.io/tls
-// Secrets holding them, for tests.
+// Secrets holding them, for tests and the benchmark harness.
 package testcert
 
 import (
@@ -29,13 +29,22 @@ type Cert struct {
 // addresses), valid from an hour ago for a day, with a random serial.
 func New(t testing.TB, names ...string) Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := Make(names...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// Make is New for callers without a testing.TB (the benchmark harness).
+func Make(names ...string) (Cert, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Cert{}, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		t.Fatal(err)
+		return Cert{}, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -55,15 +64,15 @@ func New(t testing.TB, names ...string) Cert {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return Cert{}, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return Cert{}, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return Cert{}, err
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
@@ -72,7 +81,7 @@ func New(t testing.TB, names ...string) Cert {
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		Serial:  serial,
 		Roots:   roots,
-	}
+	}, nil
 }
 
 // Secret is the kubernetes.io/tls Secret namespace/name holding c, as YAML.
