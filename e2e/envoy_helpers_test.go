@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,8 +29,12 @@ import (
 	"github.com/weir-mesh/weir/xds"
 )
 
-// xdsTypes are the four resource types a sidecar receives.
-var xdsTypes = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+// xdsTypes are the four resource types every Envoy receives; sidecarTypes
+// adds the sidecar's scopes.
+var (
+	xdsTypes     = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+	sidecarTypes = append(slices.Clip(xdsTypes), resourcev3.ScopedRouteType)
+)
 
 // requestTimeout bounds every HTTP request the tests send.
 const requestTimeout = 5 * time.Second
@@ -97,7 +102,7 @@ func startSidecar(t testing.TB, weir *serve.Server, namespace string) *sidecar {
 	writeFile(t, config, string(bootstrap))
 	s.run(t, config, adminPath)
 	s.waitLive(t, adminPath)
-	ackedVersions(t, weir.XDS(), s.nodeID, nil, xdsTypes...)
+	ackedVersions(t, weir.XDS(), s.nodeID, nil, sidecarTypes...)
 	return s
 }
 

@@ -136,7 +136,7 @@ func startSidecarMode(t testing.TB, weir *serve.Server, namespace string, delta 
 	writeFile(t, config, string(bootstrap))
 	s.run(t, config, adminPath)
 	s.waitLive(t, adminPath)
-	ackedVersions(t, weir.XDS(), s.nodeID, nil, xdsTypes...)
+	ackedVersions(t, weir.XDS(), s.nodeID, nil, sidecarTypes...)
 	if got := s.status(t).Delta; got != delta {
 		t.Fatalf("node %s: weir sees delta=%v, want %v", s.nodeID, got, delta)
 	}

@@ -597,13 +597,17 @@ func nackEnvoy(t *testing.T, delta bool) {
 		t.Errorf("weir's steps stopped at the NACK: published %v, desired %v", published, desired)
 	}
 	mustOnly(t, "requests after the NACK (last good routes: all to v1)", l.since(nacked), "v1")
+	// The hook broke every route configuration (one per host): each was
+	// rejected once, and not sent again.
 	stats := sc.stats(t, rejected)
-	var n int64
-	for _, v := range stats {
-		n += v
+	routeConfigs := weir.XDS().PublishedNames(sc.nodeID, resourcev3.RouteType)
+	if len(stats) != len(routeConfigs) {
+		t.Errorf("envoy's RDS rejections: %v, want one counter per route configuration %v", stats, routeConfigs)
 	}
-	if n != 1 {
-		t.Errorf("envoy's RDS rejections: %v, want 1 in all", stats)
+	for name, v := range stats {
+		if v != 1 {
+			t.Errorf("envoy's RDS rejections of %s: %d, want 1", name, v)
+		}
 	}
 
 	// Without the hook the next edit goes through.

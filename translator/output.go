@@ -23,6 +23,9 @@ type Output struct {
 // RoleResources are one role's resources.
 type RoleResources struct {
 	Listeners []json.RawMessage `json:"listeners"`
+	// Scopes are a sidecar's: each picks a route configuration by a
+	// request's authority.
+	Scopes    []json.RawMessage `json:"scopes,omitempty"`
 	Routes    []json.RawMessage `json:"routes"`
 	Clusters  []json.RawMessage `json:"clusters"`
 	Endpoints []json.RawMessage `json:"endpoints"`
@@ -59,6 +62,9 @@ func renderRole(r *envoy.Resources) (RoleResources, error) {
 	var rr RoleResources
 	var err error
 	if rr.Listeners, err = renderAll(r.Listeners); err != nil {
+		return rr, err
+	}
+	if rr.Scopes, err = renderAll(r.Scopes); err != nil {
 		return rr, err
 	}
 	if rr.Routes, err = renderAll(r.Routes); err != nil {

@@ -109,11 +109,12 @@ func setSize(s resourceSet) int {
 // typeNames are the short names of the types weir serves, as the "type"
 // attribute shows them.
 var typeNames = map[string]string{
-	resourcev3.ClusterType:  "cluster",
-	resourcev3.EndpointType: "endpoint",
-	resourcev3.ListenerType: "listener",
-	resourcev3.RouteType:    "route",
-	resourcev3.SecretType:   "secret",
+	resourcev3.ClusterType:     "cluster",
+	resourcev3.EndpointType:    "endpoint",
+	resourcev3.ListenerType:    "listener",
+	resourcev3.RouteType:       "route",
+	resourcev3.ScopedRouteType: "scoped-route",
+	resourcev3.SecretType:      "secret",
 }
 
 // typeAttr is the "type" attribute of typeURL: its short name, or the URL

@@ -21,8 +21,8 @@ import (
 
 // typeURLs are the resource types weir serves, in the order Envoy's ADS
 // documentation asks for: clusters, endpoints, listeners (with the secrets
-// they use), routes.
-var typeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.ListenerType, resourcev3.RouteType}
+// they use), scopes, routes.
+var typeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.ListenerType, resourcev3.ScopedRouteType, resourcev3.RouteType}
 
 // entry is one resource and the hash of its deterministic encoding.
 type entry struct {
@@ -55,6 +55,11 @@ func fromResources(r *envoy.Resources) (resourceSet, error) {
 	}
 	for _, l := range r.Listeners {
 		if err := add(resourcev3.ListenerType, l.Name, l); err != nil {
+			return nil, err
+		}
+	}
+	for _, sc := range r.Scopes {
+		if err := add(resourcev3.ScopedRouteType, sc.Name, sc); err != nil {
 			return nil, err
 		}
 	}
@@ -132,10 +137,12 @@ func (s resourceSet) versions() map[string]string {
 	return out
 }
 
-// reported is false for secrets when there are none: a proxy asks for
-// secrets only when a listener uses one, so it never ACKs an empty set.
+// reported is false for secrets and scopes when there are none: a proxy
+// asks for secrets only when a listener uses one, and for scopes only when
+// it is a sidecar, so it never ACKs an empty set. (A sidecar of a mesh
+// without a host waits for its scopes until Envoy's initial fetch timeout.)
 func reported(typeURL string, n int) bool {
-	return typeURL != resourcev3.SecretType || n > 0
+	return (typeURL != resourcev3.SecretType && typeURL != resourcev3.ScopedRouteType) || n > 0
 }
 
 // equal reports whether two sets have the same content.
@@ -176,6 +183,8 @@ func responseType(typeURL string) types.ResponseType {
 		return types.Listener
 	case resourcev3.SecretType:
 		return types.Secret
+	case resourcev3.ScopedRouteType:
+		return types.ScopedRoute
 	}
 	return types.Route
 }
@@ -185,6 +194,9 @@ func (s resourceSet) toResources() *envoy.Resources {
 	r := &envoy.Resources{}
 	for _, n := range s.names(resourcev3.ListenerType) {
 		r.Listeners = append(r.Listeners, s[resourcev3.ListenerType][n].res.(*listenerv3.Listener))
+	}
+	for _, n := range s.names(resourcev3.ScopedRouteType) {
+		r.Scopes = append(r.Scopes, s[resourcev3.ScopedRouteType][n].res.(*routev3.ScopedRouteConfiguration))
 	}
 	for _, n := range s.names(resourcev3.RouteType) {
 		r.Routes = append(r.Routes, s[resourcev3.RouteType][n].res.(*routev3.RouteConfiguration))

@@ -453,6 +453,9 @@ func encodedResources(r *envoy.Resources, memo *encodingMemo) (resourceSet, map[
 	for _, l := range r.Listeners {
 		err = errors.Join(err, add(resourcev3.ListenerType, l.Name, l))
 	}
+	for _, sc := range r.Scopes {
+		err = errors.Join(err, add(resourcev3.ScopedRouteType, sc.Name, sc))
+	}
 	for _, rc := range r.Routes {
 		err = errors.Join(err, add(resourcev3.RouteType, rc.Name, rc))
 	}

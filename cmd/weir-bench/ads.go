@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -33,20 +34,27 @@ import (
 type clientKind int
 
 const (
-	// sidecarSotW is an Envoy sidecar on a state-of-the-world ADS stream:
-	// wildcard clusters and listeners, then every cluster's endpoints and
-	// the listeners' route configurations by name.
+	// sidecarSotW is a weir Envoy sidecar on a state-of-the-world ADS
+	// stream: wildcard clusters, listeners and scopes, then every cluster's
+	// endpoints and the scopes' route configurations by name.
 	sidecarSotW clientKind = iota
 	// sidecarDelta is the same on a delta (incremental) ADS stream.
 	sidecarDelta
 	// grpcSotW is a proxyless gRPC client of one target: its API listener,
 	// route configuration, and the clusters and endpoints its routes name.
 	grpcSotW
+	// plainSotW is an Envoy of a control plane without scopes (the
+	// go-control-plane peer): wildcard clusters and listeners, then every
+	// cluster's endpoints and the listeners' route configurations by name.
+	plainSotW
 )
 
 func (k clientKind) String() string {
-	return [...]string{"sidecar SotW", "sidecar delta", "gRPC SotW"}[k]
+	return [...]string{"sidecar SotW", "sidecar delta", "gRPC SotW", "plain SotW"}[k]
 }
+
+// scoped reports whether the client asks for scopes.
+func (k clientKind) scoped() bool { return k == sidecarSotW || k == sidecarDelta }
 
 // received is one response as the client saw it.
 type received struct {
@@ -145,9 +153,18 @@ func startADSClient(addr, id string, kind clientKind, namespace, target string) 
 	return c, nil
 }
 
+// types are the types the client receives.
+func (c *adsClient) types() []string {
+	if c.kind.scoped() {
+		return sidecarTypes
+	}
+	return allTypes
+}
+
 func (c *adsClient) node() *corev3.Node {
 	role := "sidecar"
 	agent := "envoy"
+	// plainSotW, for a peer, passes as a sidecar too.
 	if c.kind == grpcSotW {
 		role, agent = "grpc", "gRPC Go"
 	}
@@ -220,13 +237,15 @@ func (c *adsClient) runSotW(stream grpc.ClientStream) error {
 		s.names = names
 		return send(typeURL)
 	}
-	if c.kind == sidecarSotW {
-		st[resourcev3.ClusterType], st[resourcev3.ListenerType] = &sotwState{}, &sotwState{}
-		if err := send(resourcev3.ClusterType); err != nil {
-			return err
-		}
-		if err := send(resourcev3.ListenerType); err != nil {
-			return err
+	if c.kind != grpcSotW {
+		for _, t := range wildcardTypes {
+			if t == resourcev3.ScopedRouteType && !c.kind.scoped() {
+				continue
+			}
+			st[t] = &sotwState{}
+			if err := send(t); err != nil {
+				return err
+			}
 		}
 	} else if err := subscribe(resourcev3.ListenerType, []string{c.target}); err != nil {
 		return err
@@ -269,7 +288,11 @@ func (c *adsClient) runSotW(stream grpc.ClientStream) error {
 	}
 }
 
-// follow returns, by type, the names the resources of typeURL refer to.
+// wildcardTypes are the types a sidecar asks for without names.
+var wildcardTypes = []string{resourcev3.ClusterType, resourcev3.ListenerType, resourcev3.ScopedRouteType}
+
+// follow returns, by type, the names the resources of typeURL refer to: a
+// sidecar's listener names no route configuration, its scopes do.
 func (c *adsClient) follow(typeURL string, resources [][]byte) (map[string][]string, error) {
 	out := map[string][]string{}
 	switch typeURL {
@@ -283,7 +306,15 @@ func (c *adsClient) follow(typeURL string, resources [][]byte) (map[string][]str
 		if err != nil {
 			return nil, err
 		}
-		out[resourcev3.RouteType] = names
+		if !c.kind.scoped() {
+			out[resourcev3.RouteType] = names
+		}
+	case resourcev3.ScopedRouteType:
+		set := map[string]bool{}
+		for _, r := range resources {
+			set[firstString(r, scopeRouteConfigField)] = true
+		}
+		out[resourcev3.RouteType] = sortedSet(set)
 	case resourcev3.RouteType:
 		if c.kind == grpcSotW {
 			names, err := routeClusters(resources)
@@ -296,6 +327,9 @@ func (c *adsClient) follow(typeURL string, resources [][]byte) (map[string][]str
 	}
 	return out, nil
 }
+
+// scopeRouteConfigField is route_configuration_name of a scope.
+const scopeRouteConfigField = 2
 
 // listenerRoutes returns the route configurations the listeners' HTTP
 // connection managers name, sorted.
@@ -362,7 +396,7 @@ func (c *adsClient) runDelta(stream grpc.ClientStream) error {
 		}
 		return stream.SendMsg(req)
 	}
-	for _, t := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+	for _, t := range wildcardTypes {
 		if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}); err != nil {
 			return err
 		}
@@ -394,7 +428,7 @@ func (c *adsClient) runDelta(stream grpc.ClientStream) error {
 			return err
 		}
 		var all [][]byte
-		if resp.typeURL == resourcev3.ClusterType || resp.typeURL == resourcev3.ListenerType {
+		if slices.Contains(wildcardTypes, resp.typeURL) {
 			for _, r := range known[resp.typeURL] {
 				all = append(all, r)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,11 @@ type fleet struct {
 	clients []*adsClient
 }
 
-var allTypes = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+// allTypes are what every client receives; sidecars also get scopes.
+var (
+	allTypes     = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+	sidecarTypes = append(slices.Clip(allTypes), resourcev3.ScopedRouteType)
+)
 
 // connect starts the clients batch at a time, each batch once the one
 // before received a complete configuration, and returns once every client
@@ -65,7 +70,7 @@ func waitComplete(clients []*adsClient, timeout time.Duration) error {
 			if err := c.failure(); err != nil {
 				return fmt.Errorf("client %s: %w", c.id, err)
 			}
-			if rs := c.since(time.Time{}); !hasAll(rs) {
+			if rs := c.since(time.Time{}); !hasAll(rs, c.types()) {
 				waiting++
 				if example == "" {
 					example = fmt.Sprintf("; e.g. %s (%v) received", c.id, c.kind)
@@ -85,12 +90,12 @@ func waitComplete(clients []*adsClient, timeout time.Duration) error {
 	}
 }
 
-func hasAll(rs []received) bool {
+func hasAll(rs []received, types []string) bool {
 	seen := map[string]bool{}
 	for _, r := range rs {
 		seen[r.typeURL] = true
 	}
-	for _, t := range allTypes {
+	for _, t := range types {
 		if !seen[t] {
 			return false
 		}

@@ -49,16 +49,23 @@ type Builder struct {
 	// uniqueDomains is sidecarDomainsUnique(in.Hosts).
 	uniqueDomains bool
 
+	hostConfigsOnce sync.Once
+	hostConfigs     []*routev3.RouteConfiguration // sidecars', by index in in.Hosts
+
+	sharedOnce sync.Once
+	shared     *sharedScopes // when uniqueDomains
+
 	sidecarMu     sync.Mutex
-	sidecarRoutes map[string]*lazyRouteConfig // by proxy namespace
+	sidecarScopes map[string]*lazySidecar // by proxy namespace
 
 	valid validCache
 }
 
-// lazyRouteConfig is a route configuration built on first use.
-type lazyRouteConfig struct {
-	once sync.Once
-	rc   *routev3.RouteConfiguration
+// lazySidecar is what the sidecars of one namespace share, built on first
+// use.
+type lazySidecar struct {
+	once   sync.Once
+	scopes sidecarScopes
 }
 
 // NewBuilder returns a Builder for in. It builds nothing until asked.
@@ -67,7 +74,7 @@ func NewBuilder(in *ir.IR) *Builder {
 		in:            in,
 		clusters:      make([]*clusterv3.Cluster, len(in.Clusters)),
 		assignments:   make([]*endpointv3.ClusterLoadAssignment, len(in.Clusters)),
-		sidecarRoutes: map[string]*lazyRouteConfig{},
+		sidecarScopes: map[string]*lazySidecar{},
 	}
 }
 
@@ -78,8 +85,7 @@ func (b *Builder) Build(p Proxy) (*Resources, error) {
 	var res Resources
 	switch p.Role {
 	case Sidecar:
-		res.Listeners = []*listenerv3.Listener{buildOutboundListener(p)}
-		res.Routes = []*routev3.RouteConfiguration{b.sidecarRouteConfig(p.Namespace)}
+		res = *b.sidecar(p)
 		res.Clusters, res.Endpoints = b.mesh()
 	case GRPC:
 		b.grpcOnce.Do(b.buildGRPC)
@@ -184,20 +190,51 @@ func (b *Builder) buildGRPC() {
 	own(&b.valid, b.grpcRoutes)
 }
 
-// sidecarRouteConfig returns the outbound route configuration of sidecars
-// in namespace ns, built once per namespace.
-func (b *Builder) sidecarRouteConfig(ns string) *routev3.RouteConfiguration {
+// sidecar returns the outbound listener of sidecar p, its scopes and the
+// route configurations they name; scopes and route configurations are
+// built once per namespace, and shared by namespaces when they can be.
+func (b *Builder) sidecar(p Proxy) *Resources {
 	b.sidecarMu.Lock()
-	lazy := b.sidecarRoutes[ns]
+	lazy := b.sidecarScopes[p.Namespace]
 	if lazy == nil {
-		lazy = &lazyRouteConfig{}
-		b.sidecarRoutes[ns] = lazy
+		lazy = &lazySidecar{}
+		b.sidecarScopes[p.Namespace] = lazy
 	}
 	b.sidecarMu.Unlock()
 	lazy.once.Do(func() {
 		b.uniqueOnce.Do(func() { b.uniqueDomains = sidecarDomainsUnique(b.in.Hosts) })
-		lazy.rc = buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains)
-		own(&b.valid, []*routev3.RouteConfiguration{lazy.rc})
+		if !b.uniqueDomains {
+			lazy.scopes = buildSidecarScopes(b.in.Hosts, b.hostRouteConfigs(), p.Namespace)
+			own(&b.valid, lazy.scopes.scopes)
+			return
+		}
+		b.sharedOnce.Do(func() {
+			b.shared = buildSharedScopes(b.in.Hosts)
+			for i := range b.in.Hosts {
+				own(&b.valid, b.shared.anyNamespace[i])
+				own(&b.valid, b.shared.short[i])
+			}
+		})
+		lazy.scopes = sidecarScopes{scopes: b.shared.forNamespace(b.in.Hosts, p.Namespace), routes: b.hostRouteConfigs()}
 	})
-	return lazy.rc
+	return &Resources{
+		Listeners: []*listenerv3.Listener{buildOutboundListener(p, outboundHCM)},
+		Scopes:    lazy.scopes.scopes,
+		Routes:    lazy.scopes.routes,
+	}
+}
+
+// hostRouteConfigs returns every host's sidecar route configuration, built
+// once, indexed like in.Hosts (so in name order when hosts are).
+func (b *Builder) hostRouteConfigs() []*routev3.RouteConfiguration {
+	b.hostConfigsOnce.Do(func() {
+		routes := b.routesOf()
+		anyDomain := []string{"*"}
+		b.hostConfigs = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
+		for i, h := range b.in.Hosts {
+			b.hostConfigs[i] = buildHostRouteConfig(h, routes[i], anyDomain)
+		}
+		own(&b.valid, b.hostConfigs)
+	})
+	return b.hostConfigs
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -84,14 +86,16 @@ func TestBuilderSharesResources(t *testing.T) {
 			}
 		}
 	}
-	if got[0].Routes[0] != got[1].Routes[0] {
-		t.Errorf("two sidecars of namespace a have different route configurations")
-	}
-	if got[0].Routes[0] == got[2].Routes[0] {
-		t.Errorf("sidecars of namespaces a and b share a route configuration")
+	for _, i := range []int{1, 2} {
+		if len(got[i].Routes) != 2 || got[0].Routes[0] != got[i].Routes[0] || got[0].Routes[1] != got[i].Routes[1] {
+			t.Errorf("%+v: does not share the route configurations of the hosts with %+v", proxies[i], proxies[0])
+		}
 	}
 	if got[0].Listeners[0] == got[1].Listeners[0] {
 		t.Errorf("sidecars on two ports share a listener")
+	}
+	if equalScopeSets(got[0].Scopes, got[2].Scopes) {
+		t.Errorf("sidecars of namespaces a and b have the same scopes; only a's answer to the short name api")
 	}
 	for i, v := range lookupAll(&b.valid, got[0].Clusters) {
 		if v == nil {
@@ -264,18 +268,32 @@ func TestSidecarDomainsUnique(t *testing.T) {
 			if got := sidecarDomainsUnique(tc.hosts); got != tc.want {
 				t.Fatalf("sidecarDomainsUnique = %v, want %v", got, tc.want)
 			}
-			routes := make([][]*routev3.Route, len(tc.hosts))
+			configs := make([]*routev3.RouteConfiguration, len(tc.hosts))
+			for i, h := range tc.hosts {
+				configs[i] = buildHostRouteConfig(h, nil, []string{"*"})
+			}
+			var shared *sharedScopes
+			if tc.want {
+				shared = buildSharedScopes(tc.hosts)
+			}
 			for _, ns := range []string{"x", "y"} {
-				checked := buildOutboundRouteConfig(tc.hosts, routes, ns, false)
-				if err := validate(&Resources{Routes: []*routev3.RouteConfiguration{checked}}, nil); err != nil {
+				checked := buildSidecarScopes(tc.hosts, configs, ns)
+				if err := validate(&Resources{Scopes: checked.scopes, Routes: checked.routes}, nil); err != nil {
 					t.Errorf("%s: claimed domains still collide: %v", ns, err)
 				}
-				if tc.want && !proto.Equal(checked, buildOutboundRouteConfig(tc.hosts, routes, ns, true)) {
-					t.Errorf("%s: unchecked domains differ from checked ones", ns)
+				if shared != nil && !equalScopeSets(checked.scopes, shared.forNamespace(tc.hosts, ns)) {
+					t.Errorf("%s: shared scopes differ from claimed ones", ns)
 				}
 			}
 		})
 	}
+}
+
+// equalScopeSets reports whether a and b hold equal scopes, in any order.
+func equalScopeSets(a, b []*routev3.ScopedRouteConfiguration) bool {
+	byName := func(x, y *routev3.ScopedRouteConfiguration) int { return strings.Compare(x.Name, y.Name) }
+	a, b = slices.SortedFunc(slices.Values(a), byName), slices.SortedFunc(slices.Values(b), byName)
+	return equalLists(a, b)
 }
 
 // TestRouteAllocatorBuildsWhatBuildRouteDoes sets each field of a plain
@@ -330,5 +348,18 @@ func setNonZero(t *testing.T, v reflect.Value) {
 		setNonZero(t, v.Field(0))
 	default:
 		t.Fatalf("no non-zero value for %s", v.Type())
+	}
+}
+
+// TestOutboundConnectionManagerIsValid checks the sidecar's connection
+// manager, which a listener carries encoded, where the listener's own
+// validation does not look.
+func TestOutboundConnectionManagerIsValid(t *testing.T) {
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := outboundHCM.UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	if err := hcm.ValidateAll(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -13,21 +13,20 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// OutboundRouteConfigName is the sidecar's single route configuration.
-const OutboundRouteConfigName = "outbound"
-
 func outboundListenerName(p Proxy) string {
 	return fmt.Sprintf("outbound_%s_%d", p.OutboundAddress, p.OutboundPort)
 }
 
-func buildOutboundListener(p Proxy) *listenerv3.Listener {
+// buildOutboundListener is sidecar p's outbound listener, with connection
+// manager hcm.
+func buildOutboundListener(p Proxy, hcm *anypb.Any) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:    outboundListenerName(p),
 		Address: socketAddress(p.OutboundAddress, p.OutboundPort),
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       wellknown.HTTPConnectionManager,
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(buildHCM("outbound", OutboundRouteConfigName))},
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
 			}},
 		}},
 	}

@@ -75,6 +75,9 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	Secrets   []*tlsv3.Secret
+	// Scopes are a sidecar's: they pick a route configuration by a
+	// request's authority. In host order, not sorted.
+	Scopes []*routev3.ScopedRouteConfiguration
 	// SecretRefs are the names of the secrets the listeners use, sorted;
 	// those absent from IR.Secrets (invalid now) are not in Secrets.
 	SecretRefs []string
@@ -157,9 +160,17 @@ func gatewaySecrets(listeners []*listenerv3.Listener, secrets []ir.Secret) ([]st
 // sort sorts every list of r by name; they must not be shared.
 func (r *Resources) sort() {
 	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.Name, b.Name) })
+	sortRouteConfigs(r.Routes)
 	sortClusters(r.Clusters, r.Endpoints)
 	slices.SortFunc(r.Secrets, func(a, b *tlsv3.Secret) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// sortRouteConfigs sorts rcs by name.
+func sortRouteConfigs(rcs []*routev3.RouteConfiguration) {
+	byName := func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(rcs, byName) {
+		slices.SortFunc(rcs, byName)
+	}
 }
 
 // adsConfigSource points a resource at the ADS stream it arrived on.

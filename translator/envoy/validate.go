@@ -18,7 +18,8 @@ type validator interface{ ValidateAll() error }
 
 // Validate checks every resource with its ValidateAll and then the references
 // between them: each listener's route configuration exists (API listeners
-// included), each route's clusters exist, each EDS cluster has a load
+// included), each scope's route configuration exists and no two scopes
+// share a key, each route's clusters exist, each EDS cluster has a load
 // assignment, names are unique per type, and no domain appears twice in one
 // route configuration. It returns all problems found, joined.
 func Validate(r *Resources) error { return validate(r, nil) }
@@ -41,6 +42,7 @@ func validate(r *Resources, cache *validCache) error {
 	errs = append(errs, validateEach("cluster", r.Clusters, lookupAll(cache, r.Clusters), func(c *clusterv3.Cluster) string { return c.Name })...)
 	errs = append(errs, validateEach("load assignment", r.Endpoints, lookupAll(cache, r.Endpoints), func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })...)
 	errs = append(errs, validateEach("secret", r.Secrets, lookupAll(cache, r.Secrets), func(s *tlsv3.Secret) string { return s.Name })...)
+	errs = append(errs, validateEach("scope", r.Scopes, lookupAll(cache, r.Scopes), func(s *routev3.ScopedRouteConfiguration) string { return s.Name })...)
 	errs = append(errs, validateRefs(r, listeners, routes)...)
 	return errors.Join(errs...)
 }
@@ -76,6 +78,7 @@ func validateRefs(r *Resources, listeners, routes []*validation) []error {
 			}
 		}
 	}
+	errs = append(errs, validateScopeRefs(r.Scopes, routeNames)...)
 	clusters := make(map[string]bool, len(r.Clusters))
 	for _, c := range r.Clusters {
 		clusters[c.Name] = true
@@ -100,6 +103,32 @@ func edsName(c *clusterv3.Cluster) string {
 		return n
 	}
 	return c.Name
+}
+
+// validateScopeRefs checks that each scope's route configuration exists
+// and that no two scopes have one key.
+func validateScopeRefs(scopes []*routev3.ScopedRouteConfiguration, routeNames map[string]bool) []error {
+	var errs []error
+	keys := make(map[string]string, len(scopes))
+	for _, sc := range scopes {
+		if !routeNames[sc.RouteConfigurationName] {
+			errs = append(errs, fmt.Errorf("scope %q: route configuration %q does not exist", sc.Name, sc.RouteConfigurationName))
+		}
+		fragments := sc.GetKey().GetFragments()
+		key := ""
+		if len(fragments) == 1 {
+			key = fragments[0].GetStringKey()
+		} else {
+			for _, f := range fragments {
+				key += f.GetStringKey() + "\x00"
+			}
+		}
+		if other, ok := keys[key]; ok {
+			errs = append(errs, fmt.Errorf("scopes %q and %q: same key", other, sc.Name))
+		}
+		keys[key] = sc.Name
+	}
+	return errs
 }
 
 // listenerRouteNames returns the RDS names used by a listener's HTTP
