@@ -59,7 +59,7 @@ func nextStep(cur, want resourceSet, role envoy.Role) (resourceSet, step) {
 			return next, stepWarm
 		}
 	}
-	if sw := switched(cur, want); !sw.equal(cur) {
+	if sw := switched(cur, want, role); !sw.equal(cur) {
 		return sw, stepSwitch
 	}
 	if cur.equal(want) {
@@ -144,10 +144,17 @@ func routeConfigClusters(rc *routev3.RouteConfiguration, keep map[string]bool) [
 }
 
 // switched is want plus the clusters (with their last endpoints) and route
-// configurations of cur that want dropped.
-func switched(cur, want resourceSet) resourceSet {
+// configurations of cur that want dropped. A sidecar's route
+// configurations go at once: only scopes name them, and want's scopes, in
+// the same step, no longer do (a listener that still names one, for a
+// gateway or a gRPC client, may be draining).
+func switched(cur, want resourceSet, role envoy.Role) resourceSet {
 	next := want.clone()
-	for _, t := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.RouteType} {
+	kept := []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.RouteType}
+	if role == envoy.Sidecar {
+		kept = kept[:3]
+	}
+	for _, t := range kept {
 		for n, e := range cur[t] {
 			if _, ok := next[t][n]; !ok {
 				next[t][n] = e
