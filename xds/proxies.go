@@ -175,6 +175,9 @@ type proxyState struct {
 	// nacked maps a type URL to the last version the proxy rejected.
 	nacked map[string]string
 	subs   map[string]*subscription
+	// partial is what the node holds of the types whose SotW responses
+	// may leave resources out, by type URL (see partial.go).
+	partial map[string]*partialState
 }
 
 // proxyTracker records what every node asked for, was sent, ACKed and
@@ -216,6 +219,7 @@ func (t *proxyTracker) stream(id int64, node *corev3.Node, key envoy.Proxy, delt
 		t.nodes[node.GetId()] = ps
 	}
 	ps.status.Streams++
+	ps.forgetHeld()
 }
 
 // closed unbinds a stream; it returns the node id when its last stream closed.
@@ -230,6 +234,7 @@ func (t *proxyTracker) closed(id int64) (string, bool) {
 	ps := t.nodes[nodeID]
 	ps.status.Streams--
 	if ps.status.Streams > 0 {
+		ps.forgetHeld()
 		return nodeID, false
 	}
 	delete(t.nodes, nodeID)
@@ -250,6 +255,9 @@ func (t *proxyTracker) request(id int64, r request) (nodeID string, answered boo
 	ps.subscribe(r, t.sets)
 	if r.nonce == "" {
 		return nodeID, false, ""
+	}
+	if !r.delta {
+		ps.answeredPartial(id, r.typeURL, r.nonce, r.errDetail != "")
 	}
 	version, ok := ps.nonces[r.typeURL][r.nonce]
 	if !ok {
@@ -303,6 +311,7 @@ func (ps *proxyState) subscribe(r request, sets *nameSets) {
 			}
 		}
 		ps.forgetAcked(r.typeURL, again)
+		ps.askedAgain(r.typeURL, again)
 		return
 	}
 	ps.forgetAcked(r.typeURL, r.subscribe)
@@ -460,6 +469,9 @@ func (t *proxyTracker) response(id int64, typeURL, version, nonce string) {
 		names = sub.names // never modified: see subscribe
 	}
 	ps.sentNames[typeURL][nonce] = names
+	if id > 0 { // a SotW stream: see deltaStream
+		ps.sentPartial(id, typeURL, version, nonce)
+	}
 }
 
 // hasAcked reports whether node ACKed a response of typeURL sent while it

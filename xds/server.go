@@ -10,7 +10,9 @@
 // cache (one resource set per type for everyone). In delta mode the snapshot
 // cache compares per-resource hashes, so a one-weight change puts one route
 // configuration on the wire; in state-of-the-world mode it sends only the
-// types whose version changed, and versions are content hashes.
+// types whose version changed, versions being content hashes, and of route
+// configurations and load assignments only those that differ from what the
+// proxy ACKed (partial.go).
 package xds
 
 import (

@@ -580,20 +580,30 @@ func (sn *snapshot) narrow(typeURL string, names *nameSet) map[string]types.Reso
 // type, though the proxy asked for a few (a gRPC client of one service
 // among thousands); the view hands it only the resources the node's
 // current subscription names, which is all a response to it can hold.
+// Of route configurations and load assignments it hands a SotW node only
+// those that differ from what the node holds (see partial.go).
 type nodeView struct {
 	*snapshot
 	node    string
 	tracker *proxyTracker
 }
 
-// GetResourcesAndTTL returns the encoded resources the node asked for.
+// GetResourcesAndTTL returns the encoded resources the node asked for,
+// but for the route configurations and load assignments it holds. Its
+// version is GetVersion's. The map is shared: callers must not modify it.
 func (v *nodeView) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
-	all := v.snapshot.GetResourcesAndTTL(typeURL)
-	names := v.tracker.subscription(v.node, typeURL)
-	if !narrows(names, len(all)) {
-		return all
+	names, held := v.tracker.sotw(v.node, typeURL)
+	full := v.snapshot.GetResourcesAndTTL(typeURL)
+	if narrows(names, len(full)) {
+		full = v.snapshot.narrow(typeURL, names)
 	}
-	return v.snapshot.narrow(typeURL, names)
+	if held.st == nil {
+		return full
+	}
+	version := v.snapshot.versionFor(typeURL, names)
+	resp := held.response(version, full)
+	v.tracker.offered(held, offer{version: version, full: full, resp: resp, asks: held.asks})
+	return resp
 }
 
 // GetVersion returns the version of what the node asked for.
