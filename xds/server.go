@@ -490,6 +490,14 @@ func (s *Server) answered(nodeID string) {
 	}
 }
 
+// answeredLocked reports whether the node answered version v of typeURL,
+// published in its last step, or the version of that step its current
+// subscription makes: a sidecar asks for other route configurations once
+// the scopes of the step arrive, and the version it ACKs is then theirs.
+func (s *Server) answeredLocked(nodeID string, ns *nodeState, typeURL, v string) bool {
+	return s.proxies.answered(nodeID, typeURL, v) || s.proxies.answered(nodeID, typeURL, s.nodeVersion(nodeID, ns.published, typeURL))
+}
+
 // measureLocked records the push latency of a node that ACKed every type
 // of a step that carried the routes of a change.
 func (s *Server) measureLocked(nodeID string, ns *nodeState) {
@@ -497,7 +505,7 @@ func (s *Server) measureLocked(nodeID string, ns *nodeState) {
 		return
 	}
 	for t, v := range ns.pending {
-		if !s.proxies.acked(nodeID, t, v) {
+		if !s.proxies.acked(nodeID, t, v) && !s.proxies.acked(nodeID, t, s.nodeVersion(nodeID, ns.published, t)) {
 			return
 		}
 	}
@@ -589,7 +597,12 @@ const grpcWarmDwell = 100 * time.Millisecond
 // settledLocked reports whether the node answered every type of its last
 // step (for a gRPC warm step: ACKed clusters and endpoints naming what it
 // newly routes to, and grpcWarmDwell passed), or the answer is overdue.
+// Once it has, later answers (of versions a changed subscription makes)
+// do not take that back.
 func (s *Server) settledLocked(nodeID string, ns *nodeState) bool {
+	if ns.answeredAll {
+		return true
+	}
 	if len(ns.warming) > 0 && s.now().Before(ns.publishedAt.Add(grpcWarmDwell)) {
 		return false
 	}
@@ -601,7 +614,7 @@ func (s *Server) settledLocked(nodeID string, ns *nodeState) bool {
 		}
 	}
 	for t, v := range ns.pending {
-		if !s.proxies.answered(nodeID, t, v) {
+		if !s.answeredLocked(nodeID, ns, t, v) {
 			if s.now().Sub(ns.publishedAt) < s.opts.AckTimeout {
 				return false
 			}

@@ -287,3 +287,58 @@ func TestProxyKey(t *testing.T) {
 		})
 	}
 }
+
+// TestSubscriptionChangeAnswersStep: a sidecar asks for the route
+// configuration of a new host once the scopes naming it arrive, so the
+// route version it ACKs is the one of its new subscription, not the one
+// published with the step. That answers the step, and the next change is
+// published at once.
+func TestSubscriptionChangeAnswersStep(t *testing.T) {
+	s := quietServer(time.Hour)
+	// Host api appears, and web's routes change in the same step.
+	withAPI := func(weight uint32) *ir.IR {
+		in := twoVersions(50, 50)
+		api := ir.Host{Name: "api.default.svc.cluster.local:80", Service: "api", Namespace: "default", Port: 80,
+			Routes: []ir.Route{{Name: "r", Backends: []ir.Backend{{Cluster: "c", Weight: weight}, {Cluster: "a", Weight: 100 - weight}}}}}
+		in.Hosts = []ir.Host{api, in.Hosts[0]}
+		in.Clusters = append(in.Clusters, ir.Cluster{Name: "c", Endpoints: []ir.Endpoint{{Address: "127.0.0.2", Port: 8080}}})
+		return in
+	}
+	s.Update(twoVersions(100, 0))
+	p := connect(t, s, "n1", envoy.Sidecar)
+	routes := []string{"web.default.svc.cluster.local:80"}
+	// ack answers every type's current version, asking for routes by name.
+	ack := func() {
+		for typ, v := range s.SnapshotVersions("n1") {
+			if p.unsubscribed[typ] {
+				continue
+			}
+			p.nonce++
+			nonce := fmt.Sprint(p.nonce)
+			s.proxies.response(p.stream, typ, v, nonce)
+			r := request{typeURL: typ, nonce: nonce}
+			if typ == resourcev3.RouteType {
+				r.names = routes
+			}
+			if _, answered, _ := s.proxies.request(p.stream, r); answered {
+				s.answered("n1")
+			}
+		}
+	}
+	s.proxies.request(p.stream, request{typeURL: resourcev3.RouteType, names: routes})
+	ack()
+
+	s.Update(withAPI(50))
+	ack() // the warm step: cluster c
+	if got := s.PublishedNames("n1", resourcev3.ScopedRouteType); !slices.Contains(got, "api.default:80") {
+		t.Fatalf("scopes after the warm step's answer: %v, want api's", got)
+	}
+	routes = append([]string{"api.default.svc.cluster.local:80"}, routes...)
+	s.proxies.request(p.stream, request{typeURL: resourcev3.RouteType, names: routes})
+	ack() // the switch, at the version of the new subscription
+	before := s.SnapshotVersions("n1")[resourcev3.RouteType]
+	s.Update(withAPI(10))
+	if s.SnapshotVersions("n1")[resourcev3.RouteType] == before {
+		t.Fatal("a weight change was not published: the switch before it still waits for an answer")
+	}
+}
