@@ -29,10 +29,11 @@ func gatewaySnapshot(t *testing.T, s *Server, nodeID string) (listeners int, cer
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range snap.GetResources(resourcev3.ListenerType) {
+	msgs := snap.(*nodeView).Messages
+	for _, l := range msgs(resourcev3.ListenerType) {
 		listeners += len(l.(*listenerv3.Listener).FilterChains)
 	}
-	for _, r := range snap.GetResources(resourcev3.SecretType) {
+	for _, r := range msgs(resourcev3.SecretType) {
 		cert = string(r.(*tlsv3.Secret).GetTlsCertificate().GetCertificateChain().GetInlineBytes())
 	}
 	return listeners, cert

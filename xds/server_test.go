@@ -221,7 +221,7 @@ func standbyNames(t *testing.T, s *Server, nodeID, cluster string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range snap.GetResources(resourcev3.RouteType) {
+	for _, r := range snap.(*nodeView).Messages(resourcev3.RouteType) {
 		for _, vh := range r.(*routev3.RouteConfiguration).VirtualHosts {
 			for _, rt := range vh.Routes {
 				if rt.Name == "standby" && slices.Contains(envoy.RouteClusters(rt), cluster) {

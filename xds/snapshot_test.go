@@ -31,7 +31,7 @@ func TestSnapshotEncodesLikeTheMessages(t *testing.T) {
 	det := proto.MarshalOptions{Deterministic: true}
 	for id, snap := range snaps {
 		for _, typ := range typeURLs {
-			msgs, wire := snap.GetResources(typ), snap.GetResourcesAndTTL(typ)
+			msgs, wire := snap.Messages(typ), snap.GetResourcesAndTTL(typ)
 			if len(msgs) != len(wire) {
 				t.Fatalf("%s %s: %d resources, %d encoded", id, typ, len(msgs), len(wire))
 			}
@@ -63,9 +63,15 @@ func TestSnapshotEncodesLikeTheMessages(t *testing.T) {
 			t.Errorf("gRPC route configuration %s is held encoded only", name)
 		}
 	}
-	for name, m := range snaps["n1"].GetResources(cds) {
+	for name, m := range snaps["n1"].Messages(cds) {
 		if encodedOnly(m) || m.(*clusterv3.Cluster).GetName() != name {
 			t.Errorf("cluster %s is not read back decoded", name)
+		}
+	}
+	// Delta responses marshal the shared encoded copies.
+	for name, m := range snaps["n1"].GetResources(cds) {
+		if m != snaps["n1"].GetResourcesAndTTL(cds)[name].Resource {
+			t.Errorf("cluster %s: delta responses do not marshal the shared copy", name)
 		}
 	}
 }

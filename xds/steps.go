@@ -501,8 +501,8 @@ type snapshot struct {
 	once       sync.Once
 	versionMap map[string]map[string]string
 
-	mu       sync.Mutex
-	messages map[string]map[string]types.Resource // decoded, by type
+	mu        sync.Mutex
+	resources map[string]map[string]types.Resource // GetResources', by type
 	// narrowed holds, by type and subscription, the encoded resources a
 	// proxy asking for a few names gets, and their version (see nodeView).
 	narrowed        map[narrowKey]map[string]types.ResourceWithTTL
@@ -623,23 +623,36 @@ func (sn *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.Resource
 	return sn.wire[typeURL]
 }
 
-// GetResources returns the resources by name, as messages: those held
-// encoded only are decoded, once per type.
+// GetResources returns the resources by name as go-control-plane's delta
+// responses marshal them: the shared copies, most holding only their
+// encoding (see unknownOnly), made once per type. Read their fields with
+// Messages.
 func (sn *snapshot) GetResources(typeURL string) map[string]types.Resource {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	if msgs, ok := sn.messages[typeURL]; ok {
+	if msgs, ok := sn.resources[typeURL]; ok {
 		return msgs
 	}
+	wire := sn.wire[typeURL]
+	msgs := make(map[string]types.Resource, len(wire))
+	for name, r := range wire {
+		msgs[name] = r.Resource
+	}
+	if sn.resources == nil {
+		sn.resources = map[string]map[string]types.Resource{}
+	}
+	sn.resources[typeURL] = msgs
+	return msgs
+}
+
+// Messages returns the resources by name as messages with their fields:
+// those held encoded only are decoded, on every call.
+func (sn *snapshot) Messages(typeURL string) map[string]types.Resource {
 	m := sn.set[typeURL]
 	msgs := make(map[string]types.Resource, len(m))
 	for name, e := range m {
 		msgs[name] = decoded(e.res)
 	}
-	if sn.messages == nil {
-		sn.messages = map[string]map[string]types.Resource{}
-	}
-	sn.messages[typeURL] = msgs
 	return msgs
 }
 

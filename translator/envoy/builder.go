@@ -229,10 +229,10 @@ func (b *Builder) sidecar(p Proxy) *Resources {
 func (b *Builder) hostRouteConfigs() []*routev3.RouteConfiguration {
 	b.hostConfigsOnce.Do(func() {
 		routes := b.routesOf()
-		anyDomain := []string{"*"}
+		var alloc hostConfigAllocator
 		b.hostConfigs = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
 		for i, h := range b.in.Hosts {
-			b.hostConfigs[i] = buildHostRouteConfig(h, routes[i], anyDomain)
+			b.hostConfigs[i] = alloc.routeConfig(h, routes[i])
 		}
 		own(&b.valid, b.hostConfigs)
 	})

@@ -270,7 +270,7 @@ func TestSidecarDomainsUnique(t *testing.T) {
 			}
 			configs := make([]*routev3.RouteConfiguration, len(tc.hosts))
 			for i, h := range tc.hosts {
-				configs[i] = buildHostRouteConfig(h, nil, []string{"*"})
+				configs[i] = buildHostRouteConfig(h, nil)
 			}
 			var shared *sharedScopes
 			if tc.want {

@@ -47,8 +47,31 @@ var outboundHCM = func() *anypb.Any {
 
 // buildHostRouteConfig is h's route configuration for sidecars: one
 // virtual host, matching any authority (the scope matched it already).
-func buildHostRouteConfig(h ir.Host, routes []*routev3.Route, anyDomain []string) *routev3.RouteConfiguration {
-	return &routev3.RouteConfiguration{Name: h.Name, VirtualHosts: []*routev3.VirtualHost{{Name: h.Name, Domains: anyDomain, Routes: routes}}}
+func buildHostRouteConfig(h ir.Host, routes []*routev3.Route) *routev3.RouteConfiguration {
+	var a hostConfigAllocator
+	return a.routeConfig(h, routes)
+}
+
+// hostConfigAllocator builds buildHostRouteConfig's route configurations
+// from slabs; they share their list of domains. Not safe for concurrent
+// use; the zero value is ready.
+type hostConfigAllocator struct {
+	configs    slab[routev3.RouteConfiguration]
+	vhosts     slab[routev3.VirtualHost]
+	vhostLists slab[*routev3.VirtualHost]
+	anyDomain  []string
+}
+
+func (a *hostConfigAllocator) routeConfig(h ir.Host, routes []*routev3.Route) *routev3.RouteConfiguration {
+	if a.anyDomain == nil {
+		a.anyDomain = []string{"*"}
+	}
+	vh := a.vhosts.new()
+	vh.Name, vh.Domains, vh.Routes = h.Name, a.anyDomain, routes
+	rc := a.configs.new()
+	rc.Name, rc.VirtualHosts = h.Name, a.vhostLists.slice(1)
+	rc.VirtualHosts[0] = vh
+	return rc
 }
 
 // scopeAllocator builds scopes from slabs. Not safe for concurrent use; the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -42,7 +43,7 @@ func validate(r *Resources, cache *validCache) error {
 	errs = append(errs, validateEach("cluster", r.Clusters, lookupAll(cache, r.Clusters), func(c *clusterv3.Cluster) string { return c.Name })...)
 	errs = append(errs, validateEach("load assignment", r.Endpoints, lookupAll(cache, r.Endpoints), func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })...)
 	errs = append(errs, validateEach("secret", r.Secrets, lookupAll(cache, r.Secrets), func(s *tlsv3.Secret) string { return s.Name })...)
-	errs = append(errs, validateEach("scope", r.Scopes, lookupAll(cache, r.Scopes), func(s *routev3.ScopedRouteConfiguration) string { return s.Name })...)
+	errs = append(errs, validateScopes(cache, r.Scopes, r.Routes)...)
 	errs = append(errs, validateRefs(r, listeners, routes)...)
 	return errors.Join(errs...)
 }
@@ -78,7 +79,6 @@ func validateRefs(r *Resources, listeners, routes []*validation) []error {
 			}
 		}
 	}
-	errs = append(errs, validateScopeRefs(r.Scopes, routeNames)...)
 	clusters := make(map[string]bool, len(r.Clusters))
 	for _, c := range r.Clusters {
 		clusters[c.Name] = true
@@ -105,10 +105,55 @@ func edsName(c *clusterv3.Cluster) string {
 	return c.Name
 }
 
-// validateScopeRefs checks that each scope's route configuration exists
-// and that no two scopes have one key.
-func validateScopeRefs(scopes []*routev3.ScopedRouteConfiguration, routeNames map[string]bool) []error {
-	var errs []error
+// validateScopes checks each scope, that its route configuration is one of
+// routes, and that no two scopes have one name or one key. With a cache,
+// the result for two lists is worked out once (a namespace's sidecars
+// share theirs, of a hundred thousand scopes in a large mesh).
+func validateScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguration, routes []*routev3.RouteConfiguration) []error {
+	if len(scopes) == 0 {
+		return nil
+	}
+	if cache == nil {
+		return checkScopes(cache, scopes, routes)
+	}
+	k := scopeListsKey{unsafe.SliceData(scopes), len(scopes), unsafe.SliceData(routes), len(routes)}
+	cache.mu.Lock()
+	if cache.scopeLists == nil {
+		cache.scopeLists = map[scopeListsKey]*scopeListsCheck{}
+	}
+	c := cache.scopeLists[k]
+	if c == nil {
+		// The entry holds the lists, so that their identity is not reused
+		// while it lives.
+		c = &scopeListsCheck{scopes: scopes, routes: routes}
+		cache.scopeLists[k] = c
+	}
+	cache.mu.Unlock()
+	c.once.Do(func() { c.errs = checkScopes(cache, scopes, routes) })
+	return c.errs
+}
+
+// scopeListsKey is the identity of two lists.
+type scopeListsKey struct {
+	scopes  *(*routev3.ScopedRouteConfiguration)
+	nScopes int
+	routes  *(*routev3.RouteConfiguration)
+	nRoutes int
+}
+
+type scopeListsCheck struct {
+	once   sync.Once
+	scopes []*routev3.ScopedRouteConfiguration
+	routes []*routev3.RouteConfiguration
+	errs   []error
+}
+
+func checkScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguration, routes []*routev3.RouteConfiguration) []error {
+	errs := validateEach("scope", scopes, lookupAll(cache, scopes), func(s *routev3.ScopedRouteConfiguration) string { return s.Name })
+	routeNames := make(map[string]bool, len(routes))
+	for _, rc := range routes {
+		routeNames[rc.Name] = true
+	}
 	keys := make(map[string]string, len(scopes))
 	for _, sc := range scopes {
 		if !routeNames[sc.RouteConfigurationName] {
@@ -280,6 +325,8 @@ type validCache struct {
 	// building stays free of the map's cost.
 	pending []func(register func(validator, *validation))
 	known   map[validator]*validation
+	// scopeLists memoizes validateScopes.
+	scopeLists map[scopeListsKey]*scopeListsCheck
 }
 
 // own registers items as built by the cache's Builder.
