@@ -56,8 +56,10 @@ type wireResources = map[string]types.ResourceWithTTL
 // SotW node holds on its stream. A view reads it under the tracker's
 // mutex and works outside it: maps are replaced, never modified.
 type partialState struct {
-	// base is what the node holds; nil: unknown.
-	base wireResources
+	// base is what the node holds; nil: unknown. baseID names it (see
+	// snapshot.mapID); 0: unnamed.
+	base   wireResources
+	baseID uint64
 	// again maps the names the node asked for anew, which it may have
 	// dropped, to the tick they were asked at; asks counts the ticks.
 	again map[string]uint64
@@ -79,6 +81,7 @@ type offer struct {
 	// full holds every resource the node asked for; nil: unknown. resp is
 	// what the response held.
 	full, resp wireResources
+	fullID     uint64 // see snapshot.mapID
 	// asks is the tick of the last name asked anew that the response
 	// took into account.
 	asks uint64
@@ -98,6 +101,7 @@ type holding struct {
 	st     *partialState
 	gen    uint64
 	base   wireResources
+	baseID uint64
 	again  map[string]uint64
 	asks   uint64
 	nacked *offer
@@ -118,7 +122,7 @@ func (t *proxyTracker) sotw(nodeID, typeURL string) (*nameSet, holding) {
 		return names, holding{}
 	}
 	st := ps.partialOf(typeURL)
-	return names, holding{st: st, gen: st.gen, base: st.base, again: st.again, asks: st.asks, nacked: st.nacked}
+	return names, holding{st: st, gen: st.gen, base: st.base, baseID: st.baseID, again: st.again, asks: st.asks, nacked: st.nacked}
 }
 
 // response returns what a response of version, whose resources are full,
@@ -207,7 +211,7 @@ func (ps *proxyState) sentPartial(id int64, typeURL, version, nonce string) {
 	if len(st.sent) == maxSent {
 		// An answer to the one forgotten would leave the node holding
 		// what the tracker does not know.
-		st.sent, st.base = slices.Delete(st.sent, 0, 1), nil
+		st.sent, st.base, st.baseID = slices.Delete(st.sent, 0, 1), nil, 0
 	}
 	st.sent = append(st.sent, s)
 	st.nacked = nil
@@ -231,14 +235,14 @@ func (ps *proxyState) answeredPartial(id int64, typeURL, nonce string, nack bool
 	st.gen++
 	switch {
 	case nack:
-		st.base, st.nacked = nil, nil
+		st.base, st.baseID, st.nacked = nil, 0, nil
 		if s.full != nil {
 			st.nacked = &s.offer
 		}
 	case s.full == nil:
-		st.base = nil
+		st.base, st.baseID = nil, 0
 	default:
-		st.base, st.nacked = s.full, nil
+		st.base, st.baseID, st.nacked = s.full, s.fullID, nil
 		st.again = askedSince(st.again, s.asks)
 	}
 }

@@ -3,7 +3,9 @@ package xds
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -408,5 +411,33 @@ func TestPartialBaseUnknown(t *testing.T) {
 				t.Errorf("the response after: %d resources, want 2", len(h.response("v2", v2)))
 			}
 		})
+	}
+}
+
+// TestChangedSinceIsShared: nodes holding the same base get one response
+// map, which holds what differs from the base; another base gets its own.
+func TestChangedSinceIsShared(t *testing.T) {
+	res := func(name string) types.ResourceWithTTL {
+		return types.ResourceWithTTL{Resource: &routev3.RouteConfiguration{Name: name}}
+	}
+	a, b, newB, c := res("a"), res("b"), res("b"), res("c")
+	base := wireResources{"a": a, "b": b}
+	full := wireResources{"a": a, "b": newB, "c": c}
+	sn := &snapshot{}
+	id := sn.mapID(resourcev3.RouteType, nil)
+	if other := sn.mapID(resourcev3.EndpointType, nil); other == id {
+		t.Fatal("two maps share an id")
+	}
+	got := sn.changedSince(holding{base: base, baseID: 1}, id, full)
+	if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, []string{"b", "c"}) {
+		t.Errorf("changed since the base: %v, want [b c]", names)
+	}
+	again := sn.changedSince(holding{base: base, baseID: 1}, id, full)
+	if reflect.ValueOf(again).UnsafePointer() != reflect.ValueOf(got).UnsafePointer() {
+		t.Error("a second node with the same base got a map of its own")
+	}
+	fresh := sn.changedSince(holding{base: wireResources{}, baseID: 2}, id, full)
+	if len(fresh) != 3 {
+		t.Errorf("changed since an empty base: %d resources, want 3", len(fresh))
 	}
 }

@@ -300,6 +300,9 @@ func (ps *proxyState) subscribe(r request, sets *nameSets) {
 	if !r.delta {
 		prev := sub.names
 		sub.wildcard = len(r.names) == 0
+		if sub.shared != nil && slices.Equal(sub.shared.names, r.names) {
+			return // an ACK repeating its names, in the same order: nothing new
+		}
 		if !sameNames(prev, r.names) {
 			sub.shared = sets.intern(r.names)
 			sub.names = sub.shared.set

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"weak"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -507,6 +508,52 @@ type snapshot struct {
 	// proxy asking for a few names gets, and their version (see nodeView).
 	narrowed        map[narrowKey]map[string]types.ResourceWithTTL
 	narrowedVersion map[narrowKey]string
+	// ids name the maps the views hand out (see mapID); changed memoizes
+	// changedSince by the ids of both maps.
+	ids     map[narrowKey]uint64
+	changed map[[2]uint64]wireResources
+}
+
+// lastMapID counts the maps named by mapID, in every snapshot.
+var lastMapID atomic.Uint64
+
+// mapID returns a number naming the map of typeURL's resources the view of
+// a node asking for names gets (nil: the whole type), never another map's,
+// so that a map can be remembered by it without being kept alive.
+func (sn *snapshot) mapID(typeURL string, names *nameSet) uint64 {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	k := narrowKey{typeURL, names}
+	id, ok := sn.ids[k]
+	if !ok {
+		id = lastMapID.Add(1)
+		if sn.ids == nil {
+			sn.ids = map[narrowKey]uint64{}
+		}
+		sn.ids[k] = id
+	}
+	return id
+}
+
+// changedSince returns the resources of full, the map named fullID, that
+// the base h holds does not: those absent from it or another shared copy.
+// Nodes holding the same base share the result.
+func (sn *snapshot) changedSince(h holding, fullID uint64, full wireResources) wireResources {
+	k := [2]uint64{h.baseID, fullID}
+	sn.mu.Lock()
+	out, ok := sn.changed[k]
+	sn.mu.Unlock()
+	if ok {
+		return out
+	}
+	out = holding{base: h.base}.response("", full)
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.changed == nil {
+		sn.changed = map[[2]uint64]wireResources{}
+	}
+	sn.changed[k] = out
+	return out
 }
 
 // narrows reports whether a proxy asking for names (nil: all) of a type
@@ -594,15 +641,23 @@ type nodeView struct {
 func (v *nodeView) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
 	names, held := v.tracker.sotw(v.node, typeURL)
 	full := v.snapshot.GetResourcesAndTTL(typeURL)
+	fullNames := (*nameSet)(nil)
 	if narrows(names, len(full)) {
-		full = v.snapshot.narrow(typeURL, names)
+		full, fullNames = v.snapshot.narrow(typeURL, names), names
 	}
 	if held.st == nil {
 		return full
 	}
 	version := v.snapshot.versionFor(typeURL, names)
-	resp := held.response(version, full)
-	v.tracker.offered(held, offer{version: version, full: full, resp: resp, asks: held.asks})
+	fullID := v.snapshot.mapID(typeURL, fullNames)
+	var resp wireResources
+	if held.nacked == nil && held.baseID != 0 && len(held.again) == 0 {
+		// What most nodes of a key get: the same change from the same base.
+		resp = v.snapshot.changedSince(held, fullID, full)
+	} else {
+		resp = held.response(version, full)
+	}
+	v.tracker.offered(held, offer{version: version, full: full, fullID: fullID, resp: resp, asks: held.asks})
 	return resp
 }
 
