@@ -102,7 +102,7 @@ func startSidecar(t testing.TB, weir *serve.Server, namespace string) *sidecar {
 	writeFile(t, config, string(bootstrap))
 	s.run(t, config, adminPath)
 	s.waitLive(t, adminPath)
-	ackedVersions(t, weir.XDS(), s.nodeID, nil, sidecarTypes...)
+	ackedVersions(t, weir.XDS(), s.nodeID, nil, xdsTypes...)
 	return s
 }
 

@@ -187,7 +187,7 @@ func TestEnvoyCanaryTutorial(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "endpoints.yaml"), tutorialEndpoints(v1, v2))
 	weir := startWeir(t, dir)
 	sc := startSidecar(t, weir, "httpbin")
-	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, sidecarTypes...)
+	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
 	t.Logf("weir and envoy ready in %v", time.Since(start).Round(time.Millisecond))
 	splitFile := filepath.Join(dir, "trafficsplit.yaml")
 

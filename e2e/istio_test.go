@@ -261,7 +261,7 @@ func TestIstio(t *testing.T) {
 	weir := startWeir(t, dir)
 	sc := startSidecar(t, weir, "weather")
 	scRef.Store(sc)
-	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, sidecarTypes...)
+	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
 	t.Logf("weir and envoy ready in %v", time.Since(start).Round(time.Millisecond))
 	write := func(t *testing.T, name, content string) {
 		writeFile(t, filepath.Join(dir, name), content)

@@ -94,24 +94,33 @@ func (w *weirRun) stop() error {
 	return w.err
 }
 
-// xdsMode is how an Envoy talks to weir.
+// xdsMode is how an Envoy sidecar talks to weir: delta (DELTA_GRPC) or
+// state of the world, and with scoped routes or not.
 type xdsMode struct {
-	name  string
-	delta bool
+	name          string
+	delta, scoped bool
 }
 
-var xdsModes = []xdsMode{{"sotw", false}, {"delta", true}}
+var xdsModes = []xdsMode{{"sotw", false, false}, {"delta", true, false}, {"sotw-scoped", false, true}, {"delta-scoped", true, true}}
 
 // forEachMode runs an Envoy case once per xDS mode, as subtests.
-func forEachMode(t *testing.T, run func(t *testing.T, delta bool)) {
+func forEachMode(t *testing.T, run func(t *testing.T, mode xdsMode)) {
 	for _, m := range xdsModes {
-		t.Run(m.name, func(t *testing.T) { run(t, m.delta) })
+		t.Run(m.name, func(t *testing.T) { run(t, m) })
 	}
 }
 
-// startSidecarMode is startSidecar with the xDS mode chosen: state of the
-// world, or delta (DELTA_GRPC). It checks that weir sees the mode asked for.
-func startSidecarMode(t testing.TB, weir *serve.Server, namespace string, delta bool) *sidecar {
+// types are the resource types the sidecar receives.
+func (m xdsMode) types() []string {
+	if m.scoped {
+		return sidecarTypes
+	}
+	return xdsTypes
+}
+
+// startSidecarMode is startSidecar with the xDS mode chosen. It checks
+// that weir sees the mode asked for.
+func startSidecarMode(t testing.TB, weir *serve.Server, namespace string, mode xdsMode) *sidecar {
 	t.Helper()
 	dir := t.TempDir()
 	outboundPort := freePort(t)
@@ -126,7 +135,7 @@ func startSidecarMode(t testing.TB, weir *serve.Server, namespace string, delta 
 	bootstrap, err := xds.EnvoyBootstrap(xds.BootstrapOptions{
 		NodeID: s.nodeID, Role: envoy.Sidecar, Namespace: namespace, XDSAddr: weir.XDSAddr(),
 		AdminAddress: "127.0.0.1", AdminPort: 0,
-		OutboundPort: outboundPort, Delta: delta,
+		OutboundPort: outboundPort, Delta: mode.delta, ScopedRoutes: mode.scoped,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,9 +145,9 @@ func startSidecarMode(t testing.TB, weir *serve.Server, namespace string, delta 
 	writeFile(t, config, string(bootstrap))
 	s.run(t, config, adminPath)
 	s.waitLive(t, adminPath)
-	ackedVersions(t, weir.XDS(), s.nodeID, nil, sidecarTypes...)
-	if got := s.status(t).Delta; got != delta {
-		t.Fatalf("node %s: weir sees delta=%v, want %v", s.nodeID, got, delta)
+	ackedVersions(t, weir.XDS(), s.nodeID, nil, mode.types()...)
+	if got := s.status(t).Delta; got != mode.delta {
+		t.Fatalf("node %s: weir sees delta=%v, want %v", s.nodeID, got, mode.delta)
 	}
 	return s
 }

@@ -25,8 +25,9 @@ import (
 
 // The promise users care most about in a canary tool: moving traffic never
 // breaks traffic. Each test below changes something under a steady load sent
-// through a real Envoy, once over state-of-the-world xDS and once over delta
-// (subtests sotw and delta), and most also through a proxyless grpc-go client
+// through a real Envoy, over state-of-the-world xDS and over delta, each
+// with one route configuration per namespace and with scoped routes
+// (subtests sotw, delta, sotw-scoped, delta-scoped), and most also through a proxyless grpc-go client
 // (subtest grpc, state of the world: grpc-go has no delta). Every answer is
 // checked: status 200 (or an RPC without error) from a known version.
 
@@ -65,7 +66,7 @@ func TestSafetyWeightSweep(t *testing.T) {
 
 // sweepEnvoy sweeps the split of root httpbin under HTTP load through an
 // Envoy sidecar.
-func sweepEnvoy(t *testing.T, delta bool) {
+func sweepEnvoy(t *testing.T, mode xdsMode) {
 	v1, v2 := startBackend(t, "Hi, I am v1!"), startBackend(t, "Hi, I am v2!")
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "services.yaml"), tutorialServices)
@@ -73,10 +74,10 @@ func sweepEnvoy(t *testing.T, delta bool) {
 	splitFile := filepath.Join(dir, "split.yaml")
 	writeFile(t, splitFile, rootSplit(0, 100))
 	weir := runWeir(t, dir, "127.0.0.1:0")
-	sc := startSidecarMode(t, weir.Server, "httpbin", delta)
+	sc := startSidecarMode(t, weir.Server, "httpbin", mode)
 	// Versions are content hashes: the one of 0/100, learnt first, is
 	// the one the sweep must end on.
-	final := ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
+	final := ackedVersions(t, weir.XDS(), sc.nodeID, nil, mode.types()...)
 	writeFile(t, splitFile, rootSplit(100, 0))
 	acked := sc.waitRoute(t, final)
 	pushesBefore := sc.status(t).Pushes[resourcev3.RouteType]
@@ -99,7 +100,7 @@ func sweepEnvoy(t *testing.T, delta bool) {
 		}
 		return nil
 	})
-	acked = ackedVersions(t, weir.XDS(), sc.nodeID, acked, xdsTypes...)
+	acked = ackedVersions(t, weir.XDS(), sc.nodeID, acked, mode.types()...)
 	done := time.Now()
 	if diff := cmp.Diff(final, acked); diff != "" {
 		t.Errorf("versions after the sweep differ from those of the same configuration before (-before +after):\n%s", diff)
@@ -194,7 +195,7 @@ func TestSafetyVersionAppearsAndGoes(t *testing.T) {
 
 // appearAndGoEnvoy adds httpbin-v3 and removes httpbin-v1 under HTTP load
 // through an Envoy sidecar.
-func appearAndGoEnvoy(t *testing.T, delta bool) {
+func appearAndGoEnvoy(t *testing.T, mode xdsMode) {
 	b1 := startStoppableBackend(t, "Hi, I am v1!")
 	b2 := startStoppableBackend(t, "Hi, I am v2!")
 	b3 := startStoppableBackend(t, "Hi, I am v3!")
@@ -204,8 +205,8 @@ func appearAndGoEnvoy(t *testing.T, delta bool) {
 		map[string][]uint32{"v1": {b1.port}, "v2": {b2.port}},
 		map[string]int{"httpbin-v1": 50, "httpbin-v2": 50}))
 	weir := runWeir(t, dir, "127.0.0.1:0")
-	sc := startSidecarMode(t, weir.Server, "httpbin", delta)
-	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
+	sc := startSidecarMode(t, weir.Server, "httpbin", mode)
+	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, mode.types()...)
 
 	l := sc.httpLoad(t, getDemo, loadRate, loadLimit)
 	l.await(t, 100, l.start, awaitLoad)
@@ -232,7 +233,7 @@ func appearAndGoEnvoy(t *testing.T, delta bool) {
 		map[string]int{"httpbin-v2": 50, "httpbin-v3": 50}))
 	routed := ackedVersions(t, weir.XDS(), sc.nodeID, map[string]string{resourcev3.RouteType: acked[resourcev3.RouteType]}, resourcev3.RouteType)
 	switched := time.Now()
-	acked = ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
+	acked = ackedVersions(t, weir.XDS(), sc.nodeID, nil, mode.types()...)
 	retired := time.Now()
 	if retired.Sub(switched) < safetyGrace/2 {
 		t.Errorf("the cluster of v1 was retired %v after the routes moved away, want about the grace period %v", retired.Sub(switched), safetyGrace)
@@ -327,7 +328,7 @@ func TestSafetyEndpointChurn(t *testing.T) {
 
 // churnEnvoy replaces the two instances of httpbin-v1 and of httpbin-v2
 // under HTTP load through an Envoy sidecar.
-func churnEnvoy(t *testing.T, delta bool) {
+func churnEnvoy(t *testing.T, mode xdsMode) {
 	instances := map[string][]*backend{}
 	for _, v := range []string{"v1", "v2"} {
 		for range 2 {
@@ -347,8 +348,8 @@ func churnEnvoy(t *testing.T, delta bool) {
 	file := filepath.Join(dir, "httpbin.yaml")
 	writeFile(t, file, manifests())
 	weir := runWeir(t, dir, "127.0.0.1:0")
-	sc := startSidecarMode(t, weir.Server, "httpbin", delta)
-	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
+	sc := startSidecarMode(t, weir.Server, "httpbin", mode)
+	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, mode.types()...)
 
 	l := sc.httpLoad(t, getDemo, loadRate, loadLimit)
 	l.await(t, 100, l.start, awaitLoad)
@@ -369,7 +370,7 @@ func churnEnvoy(t *testing.T, delta bool) {
 			l.await(t, 100, stopped, awaitLoad)
 		}
 	}
-	ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
+	ackedVersions(t, weir.XDS(), sc.nodeID, nil, mode.types()...)
 	tl := l.report(t, "v1", "v2")
 	for v, bs := range instances {
 		for _, b := range bs {
@@ -398,7 +399,7 @@ func TestSafetyRestart(t *testing.T) {
 
 // restartEnvoy restarts weir under HTTP load through an Envoy sidecar, and
 // compares what Envoy has before and after.
-func restartEnvoy(t *testing.T, delta bool) {
+func restartEnvoy(t *testing.T, mode xdsMode) {
 	v1, v2 := startBackend(t, "Hi, I am v1!"), startBackend(t, "Hi, I am v2!")
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "services.yaml"), tutorialServices)
@@ -406,8 +407,8 @@ func restartEnvoy(t *testing.T, delta bool) {
 	writeFile(t, filepath.Join(dir, "split.yaml"), rootSplit(50, 50))
 	first := runWeir(t, dir, "127.0.0.1:0")
 	addr := first.XDSAddr()
-	sc := startSidecarMode(t, first.Server, "httpbin", delta)
-	before := ackedVersions(t, first.XDS(), sc.nodeID, nil, xdsTypes...)
+	sc := startSidecarMode(t, first.Server, "httpbin", mode)
+	before := ackedVersions(t, first.XDS(), sc.nodeID, nil, mode.types()...)
 	if published := first.XDS().SnapshotVersions(sc.nodeID); !cmp.Equal(before, published) {
 		t.Fatalf("acked %v, published %v", before, published)
 	}
@@ -427,7 +428,7 @@ func restartEnvoy(t *testing.T, delta bool) {
 	// in delta Envoy names the versions it has and only the wildcard
 	// types (clusters, listeners) get an (empty) answer.
 	required := xdsTypes
-	if delta {
+	if mode.delta {
 		required = []string{resourcev3.ClusterType, resourcev3.ListenerType}
 	}
 	after := waitReconnected(t, second.XDS(), sc.nodeID, required)
@@ -535,7 +536,7 @@ func TestSafetyNack(t *testing.T) {
 }
 
 // nackEnvoy forces a NACK from an Envoy sidecar under HTTP load.
-func nackEnvoy(t *testing.T, delta bool) {
+func nackEnvoy(t *testing.T, mode xdsMode) {
 	v1, v2 := startBackend(t, "Hi, I am v1!"), startBackend(t, "Hi, I am v2!")
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "services.yaml"), tutorialServices)
@@ -543,8 +544,8 @@ func nackEnvoy(t *testing.T, delta bool) {
 	splitFile := filepath.Join(dir, "split.yaml")
 	writeFile(t, splitFile, rootSplit(100, 0))
 	weir := runWeir(t, dir, "127.0.0.1:0")
-	sc := startSidecarMode(t, weir.Server, "httpbin", delta)
-	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, xdsTypes...)
+	sc := startSidecarMode(t, weir.Server, "httpbin", mode)
+	acked := ackedVersions(t, weir.XDS(), sc.nodeID, nil, mode.types()...)
 	rejected := regexp.MustCompile(`\.rds\..*\.update_rejected$`)
 
 	l := sc.httpLoad(t, getDemo, loadRate, loadLimit)
@@ -613,7 +614,7 @@ func nackEnvoy(t *testing.T, delta bool) {
 	// Without the hook the next edit goes through.
 	weir.XDS().SetTestMutator(nil)
 	writeFile(t, splitFile, rootSplit(50, 50))
-	settled(t, weir.XDS(), sc.nodeID, map[string]string{resourcev3.RouteType: nack.Version}, xdsTypes...)
+	settled(t, weir.XDS(), sc.nodeID, map[string]string{resourcev3.RouteType: nack.Version}, mode.types()...)
 	fixed := time.Now()
 	l.await(t, 400, fixed, awaitLoad)
 	tl := l.since(fixed)

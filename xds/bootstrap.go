@@ -36,6 +36,8 @@ type BootstrapOptions struct {
 	AdminPort    uint32
 	// OutboundPort, if set, is sent as weir.outbound_port.
 	OutboundPort uint32
+	// ScopedRoutes, for a sidecar, is sent as weir.scoped_routes: true.
+	ScopedRoutes bool
 	// Delta makes Envoy use incremental xDS (DELTA_GRPC): only changed
 	// resources go on the wire.
 	Delta bool
@@ -64,6 +66,9 @@ func (o BootstrapOptions) metadata() map[string]any {
 	}
 	if o.GatewayAddress != "" {
 		md[MetaGatewayAddress] = o.GatewayAddress
+	}
+	if o.ScopedRoutes {
+		md[MetaScopedRoutes] = "true"
 	}
 	return md
 }

@@ -34,16 +34,15 @@ func TestMetrics(t *testing.T) {
 	p := connect(t, s, "n1", envoy.Sidecar)
 	sizes := snapshotSize(t, s, "n1")
 	want := map[string]float64{
-		`weir_xds_pushes_total{role=sidecar,type=cluster}`:      1,
-		`weir_xds_pushes_total{role=sidecar,type=endpoint}`:     1,
-		`weir_xds_pushes_total{role=sidecar,type=listener}`:     1,
-		`weir_xds_pushes_total{role=sidecar,type=route}`:        1,
-		`weir_xds_pushes_total{role=sidecar,type=scoped-route}`: 1,
-		`weir_xds_connected_proxies{role=grpc}`:                 0,
-		`weir_xds_connected_proxies{role=gateway}`:              0,
-		`weir_xds_connected_proxies{role=sidecar}`:              1,
-		`weir_snapshot_resources_count{role=sidecar}`:           1,
-		`weir_snapshot_resources_sum{role=sidecar}`:             float64(sizes),
+		`weir_xds_pushes_total{role=sidecar,type=cluster}`:  1,
+		`weir_xds_pushes_total{role=sidecar,type=endpoint}`: 1,
+		`weir_xds_pushes_total{role=sidecar,type=listener}`: 1,
+		`weir_xds_pushes_total{role=sidecar,type=route}`:    1,
+		`weir_xds_connected_proxies{role=grpc}`:             0,
+		`weir_xds_connected_proxies{role=gateway}`:          0,
+		`weir_xds_connected_proxies{role=sidecar}`:          1,
+		`weir_snapshot_resources_count{role=sidecar}`:       1,
+		`weir_snapshot_resources_sum{role=sidecar}`:         float64(sizes),
 	}
 	if diff := cmp.Diff(want, collect(t, reader)); diff != "" {
 		t.Fatalf("after the first connection (-want +got):\n%s", diff)
@@ -63,7 +62,7 @@ func TestMetrics(t *testing.T) {
 	}
 	clock = clock.Add(300 * time.Millisecond)
 	p.ackAll(t)
-	for _, typ := range []string{"cluster", "endpoint", "listener", "scoped-route", "route"} {
+	for _, typ := range []string{"cluster", "endpoint", "listener", "route"} {
 		want[`weir_xds_pushes_total{role=sidecar,type=`+typ+`}`] = 3 // ackAll sends every type
 	}
 	want[`weir_snapshot_resources_count{role=sidecar}`] = 3

@@ -32,6 +32,9 @@ const (
 	MetaLabels = "weir.labels"
 	// MetaGatewayAddress is where a gateway's listeners bind.
 	MetaGatewayAddress = "weir.gateway_address"
+	// MetaScopedRoutes, true or false (a bool or a string), says whether a
+	// sidecar routes by scopes (see envoy.Proxy).
+	MetaScopedRoutes = "weir.scoped_routes"
 )
 
 // proxyKey reads what a node needs from its metadata. A node without a role
@@ -81,7 +84,28 @@ func proxyKey(node *corev3.Node, opts Options) (envoy.Proxy, error) {
 		}
 		p.OutboundPort = port
 	}
+	p.ScopedRoutes = opts.ScopedRoutes
+	if v, ok := fields[MetaScopedRoutes]; ok {
+		scoped, err := metaBool(v)
+		if err != nil {
+			return envoy.Proxy{}, fmt.Errorf("node %q metadata %s: %w", node.GetId(), MetaScopedRoutes, err)
+		}
+		p.ScopedRoutes = scoped
+	}
 	return p, nil
+}
+
+// metaBool reads a bool given as a bool or as "true" or "false".
+func metaBool(v *structpb.Value) (bool, error) {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_BoolValue:
+		return k.BoolValue, nil
+	case *structpb.Value_StringValue:
+		if b, err := strconv.ParseBool(k.StringValue); err == nil {
+			return b, nil
+		}
+	}
+	return false, fmt.Errorf("want true or false, got %v", v.AsInterface())
 }
 
 // metaLabels reads labels given as a struct of strings or as "k=v,k=v".

@@ -48,6 +48,10 @@ type Options struct {
 	// used when a node's metadata does not set them.
 	OutboundAddress string
 	OutboundPort    uint32
+	// ScopedRoutes makes sidecars route by scopes (envoy.Proxy's
+	// ScopedRoutes) unless their metadata says otherwise
+	// (MetaScopedRoutes).
+	ScopedRoutes bool
 	// ClusterGrace is how long clusters and route configurations that no
 	// route uses any more are still served after the routes moved away.
 	ClusterGrace time.Duration

@@ -270,10 +270,23 @@ func TestProxyKey(t *testing.T) {
 			node: node(t, "a", map[string]any{MetaRole: "grpc", MetaNamespace: "x", MetaOutboundPort: "1"}),
 			want: envoy.Proxy{Role: envoy.GRPC},
 		},
-		"unknown role": {node: node(t, "a", map[string]any{MetaRole: "router"}), wantErr: true},
-		"bad port":     {node: node(t, "a", map[string]any{MetaOutboundPort: "http"}), wantErr: true},
-		"port too big": {node: node(t, "a", map[string]any{MetaOutboundPort: 70000}), wantErr: true},
-		"no id":        {node: &corev3.Node{}, wantErr: true},
+		"scoped routes": {
+			node: node(t, "a", map[string]any{MetaScopedRoutes: "true"}),
+			want: envoy.Proxy{Role: envoy.Sidecar, OutboundAddress: "127.0.0.1", OutboundPort: 15001, ScopedRoutes: true},
+		},
+		"scoped routes as a bool": {
+			node: node(t, "a", map[string]any{MetaScopedRoutes: true}),
+			want: envoy.Proxy{Role: envoy.Sidecar, OutboundAddress: "127.0.0.1", OutboundPort: 15001, ScopedRoutes: true},
+		},
+		"gRPC never scoped": {
+			node: node(t, "a", map[string]any{MetaRole: "grpc", MetaScopedRoutes: "true"}),
+			want: envoy.Proxy{Role: envoy.GRPC},
+		},
+		"bad scoped routes": {node: node(t, "a", map[string]any{MetaScopedRoutes: "yes please"}), wantErr: true},
+		"unknown role":      {node: node(t, "a", map[string]any{MetaRole: "router"}), wantErr: true},
+		"bad port":          {node: node(t, "a", map[string]any{MetaOutboundPort: "http"}), wantErr: true},
+		"port too big":      {node: node(t, "a", map[string]any{MetaOutboundPort: 70000}), wantErr: true},
+		"no id":             {node: &corev3.Node{}, wantErr: true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -295,6 +308,7 @@ func TestProxyKey(t *testing.T) {
 // published at once.
 func TestSubscriptionChangeAnswersStep(t *testing.T) {
 	s := quietServer(time.Hour)
+	s.opts.ScopedRoutes = true
 	// Host api appears, and web's routes change in the same step.
 	withAPI := func(weight uint32) *ir.IR {
 		in := twoVersions(50, 50)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -34,27 +35,21 @@ import (
 type clientKind int
 
 const (
-	// sidecarSotW is a weir Envoy sidecar on a state-of-the-world ADS
-	// stream: wildcard clusters, listeners and scopes, then every cluster's
-	// endpoints and the scopes' route configurations by name.
+	// sidecarSotW is an Envoy sidecar on a state-of-the-world ADS stream:
+	// wildcard clusters and listeners, then every cluster's endpoints and
+	// the listeners' route configurations by name, or, for a listener with
+	// scoped routes, every scope and the scopes' route configurations.
 	sidecarSotW clientKind = iota
 	// sidecarDelta is the same on a delta (incremental) ADS stream.
 	sidecarDelta
 	// grpcSotW is a proxyless gRPC client of one target: its API listener,
 	// route configuration, and the clusters and endpoints its routes name.
 	grpcSotW
-	// plainSotW is an Envoy of a control plane without scopes (the
-	// go-control-plane peer): wildcard clusters and listeners, then every
-	// cluster's endpoints and the listeners' route configurations by name.
-	plainSotW
 )
 
 func (k clientKind) String() string {
-	return [...]string{"sidecar SotW", "sidecar delta", "gRPC SotW", "plain SotW"}[k]
+	return [...]string{"sidecar SotW", "sidecar delta", "gRPC SotW"}[k]
 }
-
-// scoped reports whether the client asks for scopes.
-func (k clientKind) scoped() bool { return k == sidecarSotW || k == sidecarDelta }
 
 // received is one response as the client saw it.
 type received struct {
@@ -74,6 +69,8 @@ type adsClient struct {
 	conn      *grpc.ClientConn
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// scoped: its listener routes by scopes, which it receives too.
+	scoped atomic.Bool
 
 	mu     sync.Mutex
 	log    []received
@@ -155,7 +152,7 @@ func startADSClient(addr, id string, kind clientKind, namespace, target string) 
 
 // types are the types the client receives.
 func (c *adsClient) types() []string {
-	if c.kind.scoped() {
+	if c.scoped.Load() {
 		return sidecarTypes
 	}
 	return allTypes
@@ -238,10 +235,7 @@ func (c *adsClient) runSotW(stream grpc.ClientStream) error {
 		return send(typeURL)
 	}
 	if c.kind != grpcSotW {
-		for _, t := range wildcardTypes {
-			if t == resourcev3.ScopedRouteType && !c.kind.scoped() {
-				continue
-			}
+		for _, t := range initialTypes {
 			st[t] = &sotwState{}
 			if err := send(t); err != nil {
 				return err
@@ -277,7 +271,7 @@ func (c *adsClient) runSotW(stream grpc.ClientStream) error {
 		c.mu.Lock()
 		c.acked[resp.typeURL] = resp.version
 		c.mu.Unlock()
-		for _, t := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.RouteType} {
+		for _, t := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ScopedRouteType, resourcev3.RouteType} {
 			if names, ok := follow[t]; ok {
 				if err := subscribe(t, names); err != nil {
 					return err
@@ -288,11 +282,17 @@ func (c *adsClient) runSotW(stream grpc.ClientStream) error {
 	}
 }
 
-// wildcardTypes are the types a sidecar asks for without names.
-var wildcardTypes = []string{resourcev3.ClusterType, resourcev3.ListenerType, resourcev3.ScopedRouteType}
+// initialTypes are what a sidecar asks for first, without names;
+// fullStateTypes are those whose every response (SotW) or every resource
+// held (delta) is the whole set.
+var (
+	initialTypes   = []string{resourcev3.ClusterType, resourcev3.ListenerType}
+	fullStateTypes = []string{resourcev3.ClusterType, resourcev3.ListenerType, resourcev3.ScopedRouteType}
+)
 
-// follow returns, by type, the names the resources of typeURL refer to: a
-// sidecar's listener names no route configuration, its scopes do.
+// follow returns, by type, the names the resources of typeURL refer to
+// (nil names for scopes: all of them). A listener with scoped routes
+// names scopes, which name route configurations.
 func (c *adsClient) follow(typeURL string, resources [][]byte) (map[string][]string, error) {
 	out := map[string][]string{}
 	switch typeURL {
@@ -302,12 +302,16 @@ func (c *adsClient) follow(typeURL string, resources [][]byte) (map[string][]str
 		}
 		sort.Strings(out[resourcev3.EndpointType])
 	case resourcev3.ListenerType:
-		names, err := listenerRoutes(resources)
+		names, scoped, err := listenerRoutes(resources)
 		if err != nil {
 			return nil, err
 		}
-		if !c.kind.scoped() {
+		if len(names) > 0 || !scoped {
 			out[resourcev3.RouteType] = names
+		}
+		if scoped {
+			c.scoped.Store(true)
+			out[resourcev3.ScopedRouteType] = nil
 		}
 	case resourcev3.ScopedRouteType:
 		set := map[string]bool{}
@@ -332,19 +336,19 @@ func (c *adsClient) follow(typeURL string, resources [][]byte) (map[string][]str
 const scopeRouteConfigField = 2
 
 // listenerRoutes returns the route configurations the listeners' HTTP
-// connection managers name, sorted.
-func listenerRoutes(resources [][]byte) ([]string, error) {
+// connection managers name, sorted, and whether one has scoped routes.
+func listenerRoutes(resources [][]byte) (names []string, scoped bool, err error) {
 	set := map[string]bool{}
 	for _, r := range resources {
 		var l listenerv3.Listener
 		if err := proto.Unmarshal(r, &l); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		hcms := []*hcmv3.HttpConnectionManager{}
 		if a := l.GetApiListener().GetApiListener(); a != nil {
 			h := &hcmv3.HttpConnectionManager{}
 			if err := a.UnmarshalTo(h); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			hcms = append(hcms, h)
 		}
@@ -357,12 +361,13 @@ func listenerRoutes(resources [][]byte) ([]string, error) {
 			}
 		}
 		for _, h := range hcms {
+			scoped = scoped || h.GetScopedRoutes() != nil
 			if n := h.GetRds().GetRouteConfigName(); n != "" {
 				set[n] = true
 			}
 		}
 	}
-	return sortedSet(set), nil
+	return sortedSet(set), scoped, nil
 }
 
 // routeClusters returns the clusters the route configurations send to.
@@ -396,11 +401,12 @@ func (c *adsClient) runDelta(stream grpc.ClientStream) error {
 		}
 		return stream.SendMsg(req)
 	}
-	for _, t := range wildcardTypes {
+	for _, t := range initialTypes {
 		if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}); err != nil {
 			return err
 		}
 	}
+	scopesAsked := false
 	subscribed := map[string]map[string]bool{resourcev3.EndpointType: {}, resourcev3.RouteType: {}}
 	known := map[string]map[string][]byte{} // type -> name -> resource, for follow
 	for {
@@ -428,7 +434,7 @@ func (c *adsClient) runDelta(stream grpc.ClientStream) error {
 			return err
 		}
 		var all [][]byte
-		if slices.Contains(wildcardTypes, resp.typeURL) {
+		if slices.Contains(fullStateTypes, resp.typeURL) {
 			for _, r := range known[resp.typeURL] {
 				all = append(all, r)
 			}
@@ -438,6 +444,15 @@ func (c *adsClient) runDelta(stream grpc.ClientStream) error {
 			return err
 		}
 		for t, names := range follow {
+			if t == resourcev3.ScopedRouteType {
+				if !scopesAsked {
+					scopesAsked = true
+					if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			sub, unsub := diffNames(subscribed[t], names)
 			if len(sub)+len(unsub) == 0 {
 				continue

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,7 +151,18 @@ func TestClientsAgainstWeir(t *testing.T) {
 	if err := m.writeAll(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := startWeir(bin, m.dir, filepath.Join(dir, "weir.log"), nil)
+	for _, args := range [][]string{nil, {"--scoped-routes"}} {
+		t.Run(strings.Join(append([]string{"weir"}, args...), " "), func(t *testing.T) {
+			clientsAgainstWeir(t, bin, m, args)
+		})
+	}
+}
+
+// clientsAgainstWeir connects a client of each kind to weir started with
+// args, one alone and then all at once.
+func clientsAgainstWeir(t *testing.T, bin string, m *mesh, args []string) {
+	dir := t.TempDir()
+	w, err := startWeir(bin, m.dir, filepath.Join(dir, "weir.log"), args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +180,9 @@ func TestClientsAgainstWeir(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range f.clients {
+		if scoped := len(args) > 0; c.kind != grpcSotW && c.scoped.Load() != scoped {
+			t.Errorf("sidecar %s: scoped routes %v, want %v", c.id, c.scoped.Load(), scoped)
+		}
 		tr := trafficSince([]*adsClient{c}, time.Time{})
 		if c.kind == grpcSotW && tr.byType["CDS"] > 0 && maxInt(tr.bytes) > 10000 {
 			t.Errorf("gRPC client %s received %d bytes: more than its one service", c.id, maxInt(tr.bytes))

@@ -156,7 +156,7 @@ func runGCPPeer(c config, bin string) (*sideBySide, error) {
 	defer f.close()
 	specs := make([]clientSpec, c.peerClients)
 	for i := range specs {
-		specs[i] = clientSpec{kind: plainSotW, namespace: "bench"}
+		specs[i] = clientSpec{kind: sidecarSotW, namespace: "bench"}
 	}
 	if err := f.connect("gcp", specs, c.batch, c.connectTimeout); err != nil {
 		return nil, err

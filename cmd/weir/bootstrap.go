@@ -21,6 +21,7 @@ func runBootstrap(args []string, stdout, stderr io.Writer) (err error) {
 	fs.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1", "Envoy admin listener address")
 	fs.UintVar(&adminPort, "admin-port", 15000, "Envoy admin listener port")
 	fs.UintVar(&outboundPort, "outbound-port", 0, "sidecar outbound listener port (default: weir serve's --outbound-port)")
+	fs.BoolVar(&o.ScopedRoutes, "scoped-routes", false, "sidecar: route by scopes, one route configuration per service port (default: weir serve's --scoped-routes)")
 	fs.BoolVar(&o.Delta, "delta", false, "incremental xDS (DELTA_GRPC): only changed resources are sent (Envoy only)")
 	var labels string
 	fs.StringVar(&labels, "labels", "", "gateway labels k=v,k=v: they pick the Istio Gateways (by selector) and Gateway API Gateways (gateway.networking.k8s.io/gateway-name and gateway.envoyproxy.io/owning-gateway-namespace) served")

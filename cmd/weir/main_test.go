@@ -42,11 +42,7 @@ func TestTranslateJSONContract(t *testing.T) {
 		if !ok {
 			t.Fatalf("no resources for role %s", role)
 		}
-		want := []string{"clusters", "endpoints", "listeners", "routes"}
-		if role == "sidecar" {
-			want = append(want, "scopes")
-		}
-		if diff := cmp.Diff(want, keys(r)); diff != "" {
+		if diff := cmp.Diff([]string{"clusters", "endpoints", "listeners", "routes"}, keys(r)); diff != "" {
 			t.Errorf("%s resource lists (-want +got):\n%s", role, diff)
 		}
 		for _, l := range r["listeners"] {

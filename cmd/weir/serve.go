@@ -43,6 +43,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the admin address")
 	fs.StringVar(&cfg.OutboundAddress, "outbound-address", "127.0.0.1", "sidecar outbound listener address, unless the node's metadata sets weir.outbound_address")
 	fs.UintVar(&outboundPort, "outbound-port", envoy.DefaultOutboundPort, "sidecar outbound listener port, unless the node's metadata sets weir.outbound_port")
+	fs.BoolVar(&cfg.ScopedRoutes, "scoped-routes", false, "sidecars pick a route configuration per service port by Host, over SRDS, unless the node's metadata sets weir.scoped_routes: a weight change sends one small route configuration instead of the namespace's whole table, at the price of a scope per host name on every sidecar stream")
 	fs.DurationVar(&cfg.ClusterGrace, "cluster-grace", 5*time.Second, "how long a cluster no route uses is still served")
 	fs.DurationVar(&cfg.Debounce, "debounce", 100*time.Millisecond, "quiet time after a change before translating")
 	fs.DurationVar(&cfg.DebounceMax, "debounce-max", time.Second, "longest wait before translating under a stream of changes")

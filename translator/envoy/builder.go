@@ -56,9 +56,16 @@ type Builder struct {
 	shared     *sharedScopes // when uniqueDomains
 
 	sidecarMu     sync.Mutex
-	sidecarScopes map[string]*lazySidecar // by proxy namespace
+	sidecarScopes map[string]*lazySidecar     // by proxy namespace
+	sidecarRoutes map[string]*lazyRouteConfig // by proxy namespace
 
 	valid validCache
+}
+
+// lazyRouteConfig is a route configuration built on first use.
+type lazyRouteConfig struct {
+	once sync.Once
+	rc   *routev3.RouteConfiguration
 }
 
 // lazySidecar is what the sidecars of one namespace share, built on first
@@ -75,6 +82,7 @@ func NewBuilder(in *ir.IR) *Builder {
 		clusters:      make([]*clusterv3.Cluster, len(in.Clusters)),
 		assignments:   make([]*endpointv3.ClusterLoadAssignment, len(in.Clusters)),
 		sidecarScopes: map[string]*lazySidecar{},
+		sidecarRoutes: map[string]*lazyRouteConfig{},
 	}
 }
 
@@ -85,7 +93,12 @@ func (b *Builder) Build(p Proxy) (*Resources, error) {
 	var res Resources
 	switch p.Role {
 	case Sidecar:
-		res = *b.sidecar(p)
+		if p.ScopedRoutes {
+			res = *b.sidecar(p)
+		} else {
+			res.Listeners = []*listenerv3.Listener{buildOutboundListener(p, singleRouteHCM)}
+			res.Routes = []*routev3.RouteConfiguration{b.sidecarRouteConfig(p.Namespace)}
+		}
 		res.Clusters, res.Endpoints = b.mesh()
 	case GRPC:
 		b.grpcOnce.Do(b.buildGRPC)
@@ -190,7 +203,7 @@ func (b *Builder) buildGRPC() {
 	own(&b.valid, b.grpcRoutes)
 }
 
-// sidecar returns the outbound listener of sidecar p, its scopes and the
+// sidecar returns the outbound listener of scoped sidecar p, its scopes and the
 // route configurations they name; scopes and route configurations are
 // built once per namespace, and shared by namespaces when they can be.
 func (b *Builder) sidecar(p Proxy) *Resources {
@@ -222,6 +235,24 @@ func (b *Builder) sidecar(p Proxy) *Resources {
 		Scopes:    lazy.scopes.scopes,
 		Routes:    lazy.scopes.routes,
 	}
+}
+
+// sidecarRouteConfig returns the outbound route configuration of sidecars
+// without scoped routes in namespace ns, built once per namespace.
+func (b *Builder) sidecarRouteConfig(ns string) *routev3.RouteConfiguration {
+	b.sidecarMu.Lock()
+	lazy := b.sidecarRoutes[ns]
+	if lazy == nil {
+		lazy = &lazyRouteConfig{}
+		b.sidecarRoutes[ns] = lazy
+	}
+	b.sidecarMu.Unlock()
+	lazy.once.Do(func() {
+		b.uniqueOnce.Do(func() { b.uniqueDomains = sidecarDomainsUnique(b.in.Hosts) })
+		lazy.rc = buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains)
+		own(&b.valid, []*routev3.RouteConfiguration{lazy.rc})
+	})
+	return lazy.rc
 }
 
 // hostRouteConfigs returns every host's sidecar route configuration, built

@@ -43,10 +43,21 @@ func sidecar(ns string, port uint32) Proxy {
 	return Proxy{Role: Sidecar, Namespace: ns, OutboundAddress: "127.0.0.1", OutboundPort: port}
 }
 
+func scopedSidecar(ns string, port uint32) Proxy {
+	p := sidecar(ns, port)
+	p.ScopedRoutes = true
+	return p
+}
+
 // TestBuilderSharesResources builds several proxies of one Builder at once
 // and checks that they share what does not depend on the proxy, and that
 // each gets what Build gives it.
 func TestBuilderSharesResources(t *testing.T) {
+	t.Run("single", func(t *testing.T) { testBuilderSharesResources(t, sidecar) })
+	t.Run("scoped", func(t *testing.T) { testBuilderSharesResources(t, scopedSidecar) })
+}
+
+func testBuilderSharesResources(t *testing.T, sidecar func(string, uint32) Proxy) {
 	in := meshIR()
 	proxies := []Proxy{sidecar("a", DefaultOutboundPort), sidecar("a", 15002), sidecar("b", DefaultOutboundPort), {Role: GRPC}, {Role: GRPC}}
 	b := NewBuilder(in)
@@ -86,16 +97,28 @@ func TestBuilderSharesResources(t *testing.T) {
 			}
 		}
 	}
-	for _, i := range []int{1, 2} {
-		if len(got[i].Routes) != 2 || got[0].Routes[0] != got[i].Routes[0] || got[0].Routes[1] != got[i].Routes[1] {
-			t.Errorf("%+v: does not share the route configurations of the hosts with %+v", proxies[i], proxies[0])
+	if proxies[0].ScopedRoutes {
+		for _, i := range []int{1, 2} {
+			if len(got[i].Routes) != 2 || got[0].Routes[0] != got[i].Routes[0] || got[0].Routes[1] != got[i].Routes[1] {
+				t.Errorf("%+v: does not share the route configurations of the hosts with %+v", proxies[i], proxies[0])
+			}
+		}
+		if equalScopeSets(got[0].Scopes, got[2].Scopes) {
+			t.Errorf("sidecars of namespaces a and b have the same scopes; only a's answer to the short name api")
+		}
+	} else {
+		if got[0].Routes[0] != got[1].Routes[0] {
+			t.Errorf("two sidecars of namespace a have different route configurations")
+		}
+		if got[0].Routes[0] == got[2].Routes[0] {
+			t.Errorf("sidecars of namespaces a and b share a route configuration")
+		}
+		if len(got[0].Scopes) > 0 {
+			t.Errorf("a sidecar without scoped routes got %d scopes", len(got[0].Scopes))
 		}
 	}
 	if got[0].Listeners[0] == got[1].Listeners[0] {
 		t.Errorf("sidecars on two ports share a listener")
-	}
-	if equalScopeSets(got[0].Scopes, got[2].Scopes) {
-		t.Errorf("sidecars of namespaces a and b have the same scopes; only a's answer to the short name api")
 	}
 	for i, v := range lookupAll(&b.valid, got[0].Clusters) {
 		if v == nil {
@@ -276,10 +299,18 @@ func TestSidecarDomainsUnique(t *testing.T) {
 			if tc.want {
 				shared = buildSharedScopes(tc.hosts)
 			}
+			routes := make([][]*routev3.Route, len(tc.hosts))
 			for _, ns := range []string{"x", "y"} {
+				single := buildOutboundRouteConfig(tc.hosts, routes, ns, false)
+				if err := validate(&Resources{Routes: []*routev3.RouteConfiguration{single}}, nil); err != nil {
+					t.Errorf("%s: claimed domains still collide: %v", ns, err)
+				}
+				if tc.want && !proto.Equal(single, buildOutboundRouteConfig(tc.hosts, routes, ns, true)) {
+					t.Errorf("%s: unchecked domains differ from checked ones", ns)
+				}
 				checked := buildSidecarScopes(tc.hosts, configs, ns)
 				if err := validate(&Resources{Scopes: checked.scopes, Routes: checked.routes}, nil); err != nil {
-					t.Errorf("%s: claimed domains still collide: %v", ns, err)
+					t.Errorf("%s: claimed scopes still collide: %v", ns, err)
 				}
 				if shared != nil && !equalScopeSets(checked.scopes, shared.forNamespace(tc.hosts, ns)) {
 					t.Errorf("%s: shared scopes differ from claimed ones", ns)

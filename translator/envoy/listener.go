@@ -17,6 +17,14 @@ func outboundListenerName(p Proxy) string {
 	return fmt.Sprintf("outbound_%s_%d", p.OutboundAddress, p.OutboundPort)
 }
 
+// OutboundRouteConfigName is the route configuration of a sidecar without
+// scoped routes.
+const OutboundRouteConfigName = "outbound"
+
+// singleRouteHCM is the outbound connection manager of a sidecar without
+// scoped routes.
+var singleRouteHCM = mustAny(buildHCM("outbound", OutboundRouteConfigName))
+
 // buildOutboundListener is sidecar p's outbound listener, with connection
 // manager hcm.
 func buildOutboundListener(p Proxy, hcm *anypb.Any) *listenerv3.Listener {

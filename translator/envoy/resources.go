@@ -60,6 +60,10 @@ type Proxy struct {
 	// listener binds.
 	OutboundAddress string
 	OutboundPort    uint32
+	// ScopedRoutes makes a sidecar pick a route configuration per host by
+	// the request's authority, over SRDS (see scoped.go); without it, one
+	// route configuration holds every host.
+	ScopedRoutes bool
 	// Labels are a gateway's labels, canonical (see CanonicalLabels); they
 	// pick the servers it serves.
 	Labels string

@@ -26,6 +26,34 @@ import (
 	"github.com/weir-mesh/weir/translator/ir"
 )
 
+// buildOutboundRouteConfig gives every host a virtual host with its routes
+// (routes[i] are those of hosts[i]). A domain claimed by two hosts goes to
+// the first in name order; unique says no two hosts can claim one (see
+// sidecarDomainsUnique), which spares checking.
+func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string, unique bool) *routev3.RouteConfiguration {
+	domains := make([][]string, len(hosts))
+	total := 0
+	var strs slab[string]
+	for i, h := range hosts {
+		domains[i] = sidecarDomainsIn(&strs, h, proxyNamespace)
+		total += len(domains[i])
+	}
+	if !unique {
+		claimDomains(domains, total)
+	}
+	rc := &routev3.RouteConfiguration{Name: OutboundRouteConfigName, VirtualHosts: make([]*routev3.VirtualHost, 0, len(hosts))}
+	vhs := make([]routev3.VirtualHost, len(hosts))
+	for i, h := range hosts {
+		if len(domains[i]) > 0 {
+			vh := &vhs[i]
+			vh.Name, vh.Domains, vh.Routes = h.Name, domains[i], routes[i]
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		}
+	}
+	rc.VirtualHosts = slices.Clip(rc.VirtualHosts)
+	return rc
+}
+
 // claimDomains removes from each list the domains of an earlier list, or
 // earlier in the same list; total is their sum of lengths.
 func claimDomains(domains [][]string, total int) {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/weir-mesh/weir/translator/envoy"
 	"github.com/weir-mesh/weir/xds"
 )
 
@@ -35,7 +36,7 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	c := dialADS(t, ctx, s.XDSAddr())
 	c.ack(t, c.ask(t, resourcev3.ClusterType))
-	c.ack(t, c.ask(t, resourcev3.RouteType, rootRouteConfig))
+	c.ack(t, c.ask(t, resourcev3.RouteType, envoy.OutboundRouteConfigName))
 	waitFor(t, metrics, `weir_xds_connected_proxies{role="sidecar"}`, func(v float64) bool { return v == 1 })
 
 	split := filepath.Join(dir, "trafficsplit.yaml")
@@ -169,12 +170,8 @@ func names(r *discoveryv3.DiscoveryResponse) []string {
 	if r.TypeUrl != resourcev3.RouteType {
 		return nil
 	}
-	return []string{rootRouteConfig}
+	return []string{envoy.OutboundRouteConfigName}
 }
-
-// rootRouteConfig is the sidecar route configuration of the example's root
-// service, the one its TrafficSplit changes.
-const rootRouteConfig = "httpbin.httpbin.svc.cluster.local:8080"
 
 // copyDir copies the files of dir into a new temporary directory.
 func copyDir(t *testing.T, dir string) string {

@@ -53,6 +53,9 @@ type Config struct {
 	// OutboundAddress and OutboundPort are the sidecar listener defaults.
 	OutboundAddress string
 	OutboundPort    uint32
+	// ScopedRoutes is the sidecars' default for scoped routes (see
+	// xds.Options).
+	ScopedRoutes bool
 	// ClusterGrace is how long an unused cluster is still served.
 	ClusterGrace time.Duration
 	// Debounce is how long the first change waits for more; DebounceMax
@@ -126,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.tracer = cfg.TracerProvider.Tracer("github.com/weir-mesh/weir/cmd/weir/serve")
 	s.xds = xds.NewServer(xds.Options{
-		OutboundAddress: cfg.OutboundAddress, OutboundPort: cfg.OutboundPort,
+		OutboundAddress: cfg.OutboundAddress, OutboundPort: cfg.OutboundPort, ScopedRoutes: cfg.ScopedRoutes,
 		ClusterGrace: cfg.ClusterGrace, Logger: cfg.Logger,
 		Meter: s.tel.provider, Tracer: cfg.TracerProvider,
 	})
