@@ -10,8 +10,9 @@ import (
 	"github.com/weir-mesh/weir/translator/ir"
 )
 
-// A sidecar's outbound connection manager picks a route configuration per
-// request by its authority (Host), through scopes it gets over SRDS: one
+// Scoped routes (Proxy.ScopedRoutes): a sidecar's outbound connection
+// manager picks a route configuration per request by its authority (Host),
+// through scopes it gets over SRDS: one
 // scope per name a client in the proxy's namespace may use for a host (see
 // sidecarDomains), each naming the host's route configuration. A host's
 // route configuration and most of its scopes are the same for every
