@@ -224,19 +224,27 @@ func TestPartialRouteResponses(t *testing.T) {
 	wantNames(t, "the response after host 0 changed", hosts(0), c.recv(rds))
 }
 
+// routesClient serves six hosts to a proxyless gRPC client that asks for
+// the route configurations of hosts 0 to 4 and ACKs the first response.
+func routesClient(t *testing.T) (s *Server, c *sotwClient, subscribed []string, first *discoveryv3.DiscoveryResponse) {
+	t.Helper()
+	s = quietServer(0)
+	s.Update(manyHosts(6, nil))
+	c = dialSotW(t, serveLoopback(t, s), "g1", envoy.GRPC)
+	subscribed = hosts(0, 1, 2, 3, 4)
+	c.ask(resourcev3.RouteType, nil, subscribed...)
+	first = c.recv(resourcev3.RouteType)
+	c.ack(first)
+	return s, c, subscribed, first
+}
+
 // TestPartialRoutesAfterNACK checks that the response after a NACK holds
 // every route configuration, as the client may hold any mix of the ones
 // it rejected and the ones before, and that the rejected response is not
 // sent again meanwhile.
 func TestPartialRoutesAfterNACK(t *testing.T) {
-	s := quietServer(0)
-	s.Update(manyHosts(6, nil))
-	c := dialSotW(t, serveLoopback(t, s), "g1", envoy.GRPC)
+	s, c, subscribed, first := routesClient(t)
 	rds := resourcev3.RouteType
-	subscribed := hosts(0, 1, 2, 3, 4)
-	c.ask(rds, nil, subscribed...)
-	first := c.recv(rds)
-	c.ack(first)
 
 	s.Update(manyHosts(6, []int{1}))
 	rejected := c.recv(rds)
@@ -316,14 +324,8 @@ func TestPartialRoutesOnANewStream(t *testing.T) {
 // version it has is the current one, and the route configuration is sent
 // though nothing changed.
 func TestPartialRoutesAskedAgain(t *testing.T) {
-	s := quietServer(0)
-	s.Update(manyHosts(6, nil))
-	c := dialSotW(t, serveLoopback(t, s), "g1", envoy.GRPC)
+	s, c, subscribed, first := routesClient(t)
 	rds := resourcev3.RouteType
-	subscribed := hosts(0, 1, 2, 3, 4)
-	c.ask(rds, nil, subscribed...)
-	first := c.recv(rds)
-	c.ack(first)
 
 	c.ask(rds, first, hosts(0, 1, 2, 3)...)
 	c.ask(rds, first, subscribed...)

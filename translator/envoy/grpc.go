@@ -17,14 +17,11 @@ type grpcAllocator struct {
 	enc          *hcmEncoder
 	listeners    slab[listenerv3.Listener]
 	apiListeners slab[listenerv3.ApiListener]
-	configs      slab[routev3.RouteConfiguration]
-	vhosts       slab[routev3.VirtualHost]
-	vhostLists   slab[*routev3.VirtualHost]
-	anyDomain    []string
+	configs      hostConfigAllocator
 }
 
 func newGRPCAllocator() *grpcAllocator {
-	return &grpcAllocator{enc: newHCMEncoder(), anyDomain: []string{"*"}}
+	return &grpcAllocator{enc: newHCMEncoder()}
 }
 
 // apiListener is what a proxyless gRPC client asks for when it dials
@@ -46,10 +43,5 @@ func (a *grpcAllocator) apiRouteConfig(h ir.Host, routes []*routev3.Route) *rout
 	if len(h.Standby) > 0 {
 		routes = append(slices.Clip(routes), buildStandbyRoute(h.Standby))
 	}
-	vh := a.vhosts.new()
-	vh.Name, vh.Domains, vh.Routes = h.Name, a.anyDomain, routes
-	rc := a.configs.new()
-	rc.Name, rc.VirtualHosts = h.Name, a.vhostLists.slice(1)
-	rc.VirtualHosts[0] = vh
-	return rc
+	return a.configs.routeConfig(h, routes)
 }

@@ -31,16 +31,7 @@ import (
 // the first in name order; unique says no two hosts can claim one (see
 // sidecarDomainsUnique), which spares checking.
 func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string, unique bool) *routev3.RouteConfiguration {
-	domains := make([][]string, len(hosts))
-	total := 0
-	var strs slab[string]
-	for i, h := range hosts {
-		domains[i] = sidecarDomainsIn(&strs, h, proxyNamespace)
-		total += len(domains[i])
-	}
-	if !unique {
-		claimDomains(domains, total)
-	}
+	domains, _ := claimedSidecarDomains(hosts, proxyNamespace, unique)
 	rc := &routev3.RouteConfiguration{Name: OutboundRouteConfigName, VirtualHosts: make([]*routev3.VirtualHost, 0, len(hosts))}
 	vhs := make([]routev3.VirtualHost, len(hosts))
 	for i, h := range hosts {
@@ -52,6 +43,23 @@ func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyN
 	}
 	rc.VirtualHosts = slices.Clip(rc.VirtualHosts)
 	return rc
+}
+
+// claimedSidecarDomains returns the sidecar domains of each host in
+// proxyNamespace, a domain claimed by two hosts kept by the first (unique
+// says none can be: see sidecarDomainsUnique), and how many there are.
+func claimedSidecarDomains(hosts []ir.Host, proxyNamespace string, unique bool) ([][]string, int) {
+	domains := make([][]string, len(hosts))
+	total := 0
+	var strs slab[string]
+	for i, h := range hosts {
+		domains[i] = sidecarDomainsIn(&strs, h, proxyNamespace)
+		total += len(domains[i])
+	}
+	if !unique {
+		claimDomains(domains, total)
+	}
+	return domains, total
 }
 
 // claimDomains removes from each list the domains of an earlier list, or

@@ -120,14 +120,7 @@ type sidecarScopes struct {
 // namespace ns, each naming configs[i], the route configuration of
 // hosts[i]. A domain claimed by two hosts goes to the first in name order.
 func buildSidecarScopes(hosts []ir.Host, configs []*routev3.RouteConfiguration, ns string) sidecarScopes {
-	domains := make([][]string, len(hosts))
-	total := 0
-	var strs slab[string]
-	for i, h := range hosts {
-		domains[i] = sidecarDomainsIn(&strs, h, ns)
-		total += len(domains[i])
-	}
-	claimDomains(domains, total)
+	domains, total := claimedSidecarDomains(hosts, ns, false)
 	var a scopeAllocator
 	out := sidecarScopes{scopes: make([]*routev3.ScopedRouteConfiguration, 0, total)}
 	for i, ds := range domains {
