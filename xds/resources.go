@@ -6,11 +6,6 @@ import (
 	"fmt"
 	"sort"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -40,50 +35,6 @@ func newResourceSet() resourceSet {
 		s[t] = map[string]entry{}
 	}
 	return s
-}
-
-// fromResources hashes every resource of r.
-func fromResources(r *envoy.Resources) (resourceSet, error) {
-	s := newResourceSet()
-	add := func(t, name string, m proto.Message) error {
-		h, err := hashMessage(m)
-		if err != nil {
-			return err
-		}
-		s[t][name] = entry{res: m, hash: h}
-		return nil
-	}
-	for _, l := range r.Listeners {
-		if err := add(resourcev3.ListenerType, l.Name, l); err != nil {
-			return nil, err
-		}
-	}
-	for _, sc := range r.Scopes {
-		if err := add(resourcev3.ScopedRouteType, sc.Name, sc); err != nil {
-			return nil, err
-		}
-	}
-	for _, rc := range r.Routes {
-		if err := add(resourcev3.RouteType, rc.Name, rc); err != nil {
-			return nil, err
-		}
-	}
-	for _, c := range r.Clusters {
-		if err := add(resourcev3.ClusterType, c.Name, c); err != nil {
-			return nil, err
-		}
-	}
-	for _, e := range r.Endpoints {
-		if err := add(resourcev3.EndpointType, e.ClusterName, e); err != nil {
-			return nil, err
-		}
-	}
-	for _, sec := range r.Secrets {
-		if err := add(resourcev3.SecretType, sec.Name, sec); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
 }
 
 func hashMessage(m proto.Message) (string, error) {
@@ -187,30 +138,6 @@ func responseType(typeURL string) types.ResponseType {
 		return types.ScopedRoute
 	}
 	return types.Route
-}
-
-// toResources lists s as envoy.Resources, sorted by name.
-func (s resourceSet) toResources() *envoy.Resources {
-	r := &envoy.Resources{}
-	for _, n := range s.names(resourcev3.ListenerType) {
-		r.Listeners = append(r.Listeners, s[resourcev3.ListenerType][n].res.(*listenerv3.Listener))
-	}
-	for _, n := range s.names(resourcev3.ScopedRouteType) {
-		r.Scopes = append(r.Scopes, s[resourcev3.ScopedRouteType][n].res.(*routev3.ScopedRouteConfiguration))
-	}
-	for _, n := range s.names(resourcev3.RouteType) {
-		r.Routes = append(r.Routes, s[resourcev3.RouteType][n].res.(*routev3.RouteConfiguration))
-	}
-	for _, n := range s.names(resourcev3.ClusterType) {
-		r.Clusters = append(r.Clusters, s[resourcev3.ClusterType][n].res.(*clusterv3.Cluster))
-	}
-	for _, n := range s.names(resourcev3.EndpointType) {
-		r.Endpoints = append(r.Endpoints, s[resourcev3.EndpointType][n].res.(*endpointv3.ClusterLoadAssignment))
-	}
-	for _, n := range s.names(resourcev3.SecretType) {
-		r.Secrets = append(r.Secrets, s[resourcev3.SecretType][n].res.(*tlsv3.Secret))
-	}
-	return r
 }
 
 // changedNames returns, for one type, the names added, changed or removed
