@@ -46,43 +46,54 @@ type Builder struct {
 	grpcRoutes    []*routev3.RouteConfiguration
 
 	uniqueOnce sync.Once
-	// uniqueDomains is sidecarDomainsUnique(in.Hosts).
-	uniqueDomains bool
+	unique     bool // see uniqueDomains
 
 	hostConfigsOnce sync.Once
 	hostConfigs     []*routev3.RouteConfiguration // sidecars', by index in in.Hosts
 
 	sharedOnce sync.Once
-	shared     *sharedScopes // when uniqueDomains
+	shared     *sharedScopes // when uniqueDomains()
 
-	sidecarMu     sync.Mutex
-	sidecarScopes map[string]*lazySidecar     // by proxy namespace
-	sidecarRoutes map[string]*lazyRouteConfig // by proxy namespace
+	sidecarScopes byNamespace[sidecarScopes]
+	sidecarRoutes byNamespace[*routev3.RouteConfiguration]
 
 	valid validCache
 }
 
-// lazyRouteConfig is a route configuration built on first use.
-type lazyRouteConfig struct {
-	once sync.Once
-	rc   *routev3.RouteConfiguration
+// byNamespace holds a value per proxy namespace, each built once, on first
+// use. Safe for concurrent use; the zero value is ready.
+type byNamespace[T any] struct {
+	mu     sync.Mutex
+	values map[string]*lazy[T]
 }
 
-// lazySidecar is what the sidecars of one namespace share, built on first
-// use.
-type lazySidecar struct {
-	once   sync.Once
-	scopes sidecarScopes
+type lazy[T any] struct {
+	once  sync.Once
+	value T
+}
+
+// get returns ns's value, calling build to make it the first time.
+func (m *byNamespace[T]) get(ns string, build func() T) T {
+	m.mu.Lock()
+	l := m.values[ns]
+	if l == nil {
+		l = &lazy[T]{}
+		if m.values == nil {
+			m.values = map[string]*lazy[T]{}
+		}
+		m.values[ns] = l
+	}
+	m.mu.Unlock()
+	l.once.Do(func() { l.value = build() })
+	return l.value
 }
 
 // NewBuilder returns a Builder for in. It builds nothing until asked.
 func NewBuilder(in *ir.IR) *Builder {
 	return &Builder{
-		in:            in,
-		clusters:      make([]*clusterv3.Cluster, len(in.Clusters)),
-		assignments:   make([]*endpointv3.ClusterLoadAssignment, len(in.Clusters)),
-		sidecarScopes: map[string]*lazySidecar{},
-		sidecarRoutes: map[string]*lazyRouteConfig{},
+		in:          in,
+		clusters:    make([]*clusterv3.Cluster, len(in.Clusters)),
+		assignments: make([]*endpointv3.ClusterLoadAssignment, len(in.Clusters)),
 	}
 }
 
@@ -187,39 +198,45 @@ func (b *Builder) routesOf() [][]*routev3.Route {
 	return b.hostRoutes
 }
 
-// buildGRPC builds an API listener and a route configuration per host.
+// buildGRPC builds an API listener and a route configuration per host; a
+// host without standby clusters has the route configuration sidecars with
+// scoped routes get, which is the same message.
 func (b *Builder) buildGRPC() {
-	routes := b.routesOf()
+	routes, shared := b.routesOf(), b.hostRouteConfigs()
 	alloc := newGRPCAllocator()
 	b.grpcListeners = make([]*listenerv3.Listener, len(b.in.Hosts))
 	b.grpcRoutes = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
+	var fresh []*routev3.RouteConfiguration
 	for i, h := range b.in.Hosts {
 		b.grpcListeners[i] = alloc.apiListener(h)
+		if len(h.Standby) == 0 {
+			b.grpcRoutes[i] = shared[i]
+			continue
+		}
 		b.grpcRoutes[i] = alloc.apiRouteConfig(h, routes[i])
+		fresh = append(fresh, b.grpcRoutes[i])
 	}
 	slices.SortFunc(b.grpcListeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(b.grpcRoutes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.Name, b.Name) })
+	sortRouteConfigs(b.grpcRoutes)
 	own(&b.valid, b.grpcListeners)
-	own(&b.valid, b.grpcRoutes)
+	own(&b.valid, fresh)
 }
 
-// sidecar returns the outbound listener of scoped sidecar p, its scopes and the
-// route configurations they name; scopes and route configurations are
-// built once per namespace, and shared by namespaces when they can be.
+// uniqueDomains reports sidecarDomainsUnique(in.Hosts), worked out once.
+func (b *Builder) uniqueDomains() bool {
+	b.uniqueOnce.Do(func() { b.unique = sidecarDomainsUnique(b.in.Hosts) })
+	return b.unique
+}
+
+// sidecar returns the outbound listener of scoped sidecar p, its scopes
+// and the route configurations they name; scopes and route configurations
+// are built once per namespace, and shared by namespaces when they can be.
 func (b *Builder) sidecar(p Proxy) *Resources {
-	b.sidecarMu.Lock()
-	lazy := b.sidecarScopes[p.Namespace]
-	if lazy == nil {
-		lazy = &lazySidecar{}
-		b.sidecarScopes[p.Namespace] = lazy
-	}
-	b.sidecarMu.Unlock()
-	lazy.once.Do(func() {
-		b.uniqueOnce.Do(func() { b.uniqueDomains = sidecarDomainsUnique(b.in.Hosts) })
-		if !b.uniqueDomains {
-			lazy.scopes = buildSidecarScopes(b.in.Hosts, b.hostRouteConfigs(), p.Namespace)
-			own(&b.valid, lazy.scopes.scopes)
-			return
+	scopes := b.sidecarScopes.get(p.Namespace, func() sidecarScopes {
+		if !b.uniqueDomains() {
+			sc := buildSidecarScopes(b.in.Hosts, b.hostRouteConfigs(), p.Namespace)
+			own(&b.valid, sc.scopes)
+			return sc
 		}
 		b.sharedOnce.Do(func() {
 			b.shared = buildSharedScopes(b.in.Hosts)
@@ -228,31 +245,23 @@ func (b *Builder) sidecar(p Proxy) *Resources {
 				own(&b.valid, b.shared.short[i])
 			}
 		})
-		lazy.scopes = sidecarScopes{scopes: b.shared.forNamespace(b.in.Hosts, p.Namespace), routes: b.hostRouteConfigs()}
+		return sidecarScopes{scopes: b.shared.forNamespace(b.in.Hosts, p.Namespace), routes: b.hostRouteConfigs()}
 	})
 	return &Resources{
 		Listeners: []*listenerv3.Listener{buildOutboundListener(p, outboundHCM)},
-		Scopes:    lazy.scopes.scopes,
-		Routes:    lazy.scopes.routes,
+		Scopes:    scopes.scopes,
+		Routes:    scopes.routes,
 	}
 }
 
 // sidecarRouteConfig returns the outbound route configuration of sidecars
 // without scoped routes in namespace ns, built once per namespace.
 func (b *Builder) sidecarRouteConfig(ns string) *routev3.RouteConfiguration {
-	b.sidecarMu.Lock()
-	lazy := b.sidecarRoutes[ns]
-	if lazy == nil {
-		lazy = &lazyRouteConfig{}
-		b.sidecarRoutes[ns] = lazy
-	}
-	b.sidecarMu.Unlock()
-	lazy.once.Do(func() {
-		b.uniqueOnce.Do(func() { b.uniqueDomains = sidecarDomainsUnique(b.in.Hosts) })
-		lazy.rc = buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains)
-		own(&b.valid, []*routev3.RouteConfiguration{lazy.rc})
+	return b.sidecarRoutes.get(ns, func() *routev3.RouteConfiguration {
+		rc := buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains())
+		own(&b.valid, []*routev3.RouteConfiguration{rc})
+		return rc
 	})
-	return lazy.rc
 }
 
 // hostRouteConfigs returns every host's sidecar route configuration, built

@@ -106,6 +106,13 @@ func testBuilderSharesResources(t *testing.T, sidecar func(string, uint32) Proxy
 		if equalScopeSets(got[0].Scopes, got[2].Scopes) {
 			t.Errorf("sidecars of namespaces a and b have the same scopes; only a's answer to the short name api")
 		}
+		// web has no standby cluster: its gRPC route configuration is the
+		// sidecars'; api's names api-v3 in a standby route.
+		for j, rc := range got[0].Routes {
+			if shared := rc == got[3].Routes[j]; shared != (rc.Name == in.Hosts[1].Name) {
+				t.Errorf("route configuration %s: shared by sidecars and gRPC clients %v, want it only for the host without standby", rc.Name, shared)
+			}
+		}
 	} else {
 		if got[0].Routes[0] != got[1].Routes[0] {
 			t.Errorf("two sidecars of namespace a have different route configurations")
