@@ -608,35 +608,43 @@ func copyMap(m map[string]string) map[string]string {
 // the negative ids.
 func deltaStream(id int64) int64 { return -id }
 
+// onRequest records a request of stream id (a tracker id) from node,
+// binding the stream to its node on its first request. It returns the
+// version a NACK rejected.
+func (s *Server) onRequest(id int64, node *corev3.Node, r request) (string, error) {
+	if !s.proxies.known(id) {
+		key, err := proxyKey(node, s.opts)
+		if err != nil {
+			s.log.Warn("xds: refusing proxy", "err", err)
+			return "", err
+		}
+		s.proxies.stream(id, node, key, r.delta)
+		s.registerNode(node, key)
+	}
+	nodeID, answered, nacked := s.proxies.request(id, r)
+	if answered {
+		s.answered(nodeID)
+	}
+	return nacked, nil
+}
+
+// onClosed unbinds stream id (a tracker id), and forgets its node once
+// its last stream closed.
+func (s *Server) onClosed(id int64) {
+	if nodeID, last := s.proxies.closed(id); last {
+		s.forgetNode(nodeID)
+	}
+}
+
 // callbacks wires go-control-plane's stream events to the tracker and the
 // push steps, and makes sure a node has a snapshot before its first watch.
+// Delta streams, which weir serves itself (see delta.go), call onRequest
+// and onClosed directly; the delta callbacks serve tests.
 func (s *Server) callbacks() serverv3.Callbacks {
-	// Only a stream's first request is sure to carry the node: the delta
-	// server calls back before filling it in on later ones.
-	onRequest := func(id int64, node *corev3.Node, r request) (string, error) {
-		if !s.proxies.known(id) {
-			key, err := proxyKey(node, s.opts)
-			if err != nil {
-				s.log.Warn("xds: refusing proxy", "err", err)
-				return "", err
-			}
-			s.proxies.stream(id, node, key, r.delta)
-			s.registerNode(node, key)
-		}
-		nodeID, answered, nacked := s.proxies.request(id, r)
-		if answered {
-			s.answered(nodeID)
-		}
-		return nacked, nil
-	}
-	closed := func(id int64, _ *corev3.Node) {
-		if nodeID, last := s.proxies.closed(id); last {
-			s.forgetNode(nodeID)
-		}
-	}
 	return serverv3.CallbackFuncs{
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			nacked, err := onRequest(id, req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
+			// Only a stream's first request is sure to carry the node.
+			nacked, err := s.onRequest(id, req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
 				errDetail: req.GetErrorDetail().GetMessage(), names: req.GetResourceNames()})
 			// The stream keeps its last request: hold the names once for
 			// every proxy that asks for the same ones.
@@ -653,7 +661,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return err
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			_, err := onRequest(deltaStream(id), req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
+			_, err := s.onRequest(deltaStream(id), req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
 				errDetail: req.GetErrorDetail().GetMessage(), delta: true,
 				subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()})
 			return err
@@ -661,10 +669,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 			s.proxies.response(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
 		},
-		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-			s.proxies.response(deltaStream(id), resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
-		},
-		StreamClosedFunc:      closed,
-		DeltaStreamClosedFunc: func(id int64, n *corev3.Node) { closed(deltaStream(id), n) },
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.onClosed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(deltaStream(id)) },
 	}
 }

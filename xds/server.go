@@ -4,15 +4,17 @@
 // missing cluster, and tracks what every proxy ACKed or NACKed. It never
 // reads Kubernetes types.
 //
-// Cache design: go-control-plane's snapshot cache, one snapshot per node.
-// Resources differ per proxy (role, namespace, listener port), and the
-// make-before-break steps are per proxy too, which rules out the linear
-// cache (one resource set per type for everyone). In delta mode the snapshot
-// cache compares per-resource hashes, so a one-weight change puts one route
-// configuration on the wire; in state-of-the-world mode it sends only the
-// types whose version changed, versions being content hashes, and of route
-// configurations and load assignments only those that differ from what the
-// proxy ACKed (partial.go).
+// Cache design: one configuration per node, shared by the nodes of a
+// proxy key. Resources differ per proxy (role, namespace, listener port),
+// and the make-before-break steps are per proxy too, which rules out the
+// linear cache (one resource set per type for everyone). State-of-the-world
+// streams are served by go-control-plane's snapshot cache: it sends only
+// the types whose version changed, versions being content hashes, and of
+// route configurations and load assignments only those that differ from
+// what the proxy ACKed (partial.go). Delta streams weir serves itself
+// (delta.go): a change sends the resources that differ between the
+// configuration a stream has and the new one, found once per pair of
+// configurations, not once per stream.
 package xds
 
 import (
@@ -80,14 +82,16 @@ type Server struct {
 	metrics *metrics
 	tracer  trace.Tracer
 
-	mu      sync.Mutex
-	ir      *ir.IR
-	keys    map[envoy.Proxy]*keyState
-	nodes   map[string]*nodeState
-	timer   *time.Timer
-	timerAt time.Time // the deadline timer is armed for
-	now     func() time.Time
-	testFix func(envoy.Proxy, *envoy.Resources) // test-only hook, see SetTestMutator
+	mu    sync.Mutex
+	ir    *ir.IR
+	keys  map[envoy.Proxy]*keyState
+	nodes map[string]*nodeState
+	// deltaConns are the delta streams of each node (see delta.go).
+	deltaConns map[string]map[*deltaConn]bool
+	timer      *time.Timer
+	timerAt    time.Time // the deadline timer is armed for
+	now        func() time.Time
+	testFix    func(envoy.Proxy, *envoy.Resources) // test-only hook, see SetTestMutator
 	// wire holds one copy of each resource content in use, shared by every
 	// key and step, with its encoding; gen counts updates, to prune it.
 	wire map[wireKey]*wireEntry
@@ -161,6 +165,7 @@ func NewServer(opts Options) *Server {
 		log:        opts.Logger,
 		keys:       map[envoy.Proxy]*keyState{},
 		nodes:      map[string]*nodeState{},
+		deltaConns: map[string]map[*deltaConn]bool{},
 		now:        time.Now,
 		wire:       map[wireKey]*wireEntry{},
 		freeMemory: debug.FreeOSMemory,
@@ -193,7 +198,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxRecvMsgSize(s.opts.MaxMessageBytes),
 	)
 	xs := serverv3.NewServer(ctx, s.cache, s.callbacks())
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, adsServer{Server: xs, s: s})
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
 	select {
@@ -654,6 +659,7 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next *config, st st
 		return
 	}
 	ns.published, ns.step, ns.pending, ns.publishedAt, ns.timedOut, ns.answeredAll = next, st, pending, s.now(), false, false
+	s.notifyDeltaLocked(nodeID)
 	if st == stepSwitch {
 		ns.retireAt = s.now().Add(s.opts.ClusterGrace)
 	}
