@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"reflect"
 	"sort"
+	"unsafe"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -59,13 +62,48 @@ func (s resourceSet) clone() resourceSet {
 
 // version is a hash of the names and hashes of the type's resources: equal
 // content, equal version, whatever process computed it.
-func (s resourceSet) version(typeURL string) string {
-	names := s.names(typeURL)
+func (s resourceSet) version(typeURL string) string { return typeVersion(s[typeURL]) }
+
+// typeVersion is the version of one type's resources.
+func typeVersion(m map[string]entry) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	h := sha256.New()
 	for _, n := range names {
-		fmt.Fprintf(h, "%s\x00%s\x00", n, s[typeURL][n].hash)
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(m[n].hash))
+		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// mapPointer identifies a map: maps are shared by reference, and a map
+// two sets share is one never modified since.
+func mapPointer(m map[string]entry) unsafe.Pointer {
+	return reflect.ValueOf(m).UnsafePointer()
+}
+
+// sameMap reports whether a and b are one map (both nil counts).
+func sameMap(a, b map[string]entry) bool { return mapPointer(a) == mapPointer(b) }
+
+// equalEntries reports whether two maps hold the same names and hashes.
+func equalEntries(a, b map[string]entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if sameMap(a, b) {
+		return true
+	}
+	for n, e := range a {
+		if be, ok := b[n]; !ok || be.hash != e.hash {
+			return false
+		}
+	}
+	return true
 }
 
 func (s resourceSet) names(typeURL string) []string {
@@ -99,13 +137,8 @@ func reported(typeURL string, n int) bool {
 // equal reports whether two sets have the same content.
 func (s resourceSet) equal(o resourceSet) bool {
 	for _, t := range typeURLs {
-		if len(s[t]) != len(o[t]) {
+		if !equalEntries(s[t], o[t]) {
 			return false
-		}
-		for n, e := range s[t] {
-			if oe, ok := o[t][n]; !ok || oe.hash != e.hash {
-				return false
-			}
 		}
 	}
 	return true
@@ -144,6 +177,9 @@ func responseType(typeURL string) types.ResponseType {
 // from old to s.
 func (s resourceSet) changedNames(old resourceSet, typeURL string) map[string]bool {
 	out := map[string]bool{}
+	if sameMap(s[typeURL], old[typeURL]) {
+		return out
+	}
 	for n, e := range s[typeURL] {
 		if oe, ok := old[typeURL][n]; !ok || oe.hash != e.hash {
 			out[n] = true
@@ -161,11 +197,15 @@ func (s resourceSet) changedNames(old resourceSet, typeURL string) map[string]bo
 // that the new configuration lacks (a Secret turned invalid): a proxy keeps
 // serving its last good certificate.
 func (s resourceSet) withLastGoodSecrets(refs []string, last resourceSet) {
+	own := false // the map may be shared: copy it before the first change
 	for _, n := range refs {
 		if _, ok := s[resourcev3.SecretType][n]; ok {
 			continue
 		}
 		if e, ok := last[resourcev3.SecretType][n]; ok {
+			if !own {
+				s[resourcev3.SecretType], own = maps.Clone(s[resourcev3.SecretType]), true
+			}
 			s[resourcev3.SecretType][n] = e
 		}
 	}

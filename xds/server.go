@@ -26,6 +26,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -96,6 +97,10 @@ type Server struct {
 	// key and step, with its encoding; gen counts updates, to prune it.
 	wire map[wireKey]*wireEntry
 	gen  uint64
+	// wired and marked memoize, during one update, what newConfig derived
+	// from each map and which maps markInUse marked; nil between updates.
+	wired  map[wiredKey]wiredType
+	marked map[unsafe.Pointer]bool
 	// size is the number of resources of the keys' desired configurations
 	// and peak its largest since memory was last handed back; freeMemory
 	// hands it back (debug.FreeOSMemory; tests count calls).
@@ -228,6 +233,8 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 	defer s.mu.Unlock()
 	s.ir = in
 	s.gen++
+	s.startUpdateLocked()
+	defer s.endUpdateLocked()
 	changed := s.rebuildAllLocked()
 	for _, ns := range s.nodes {
 		if changed[ns.key] {
@@ -241,6 +248,14 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 	s.advanceAllLocked()
 	s.pruneWire()
 }
+
+// startUpdateLocked starts the memos of one update; endUpdateLocked drops
+// them, so that they never hold a configuration past its update.
+func (s *Server) startUpdateLocked() {
+	s.wired, s.marked = map[wiredKey]wiredType{}, map[unsafe.Pointer]bool{}
+}
+
+func (s *Server) endUpdateLocked() { s.wired, s.marked = nil, nil }
 
 // sizeLocked updates size and peak from the keys' desired
 // configurations.
@@ -328,11 +343,10 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 		keys = append(keys, key)
 	}
 	built := make([]resourceSet, len(keys))
-	encodings := make([]map[wireKey][]byte, len(keys))
 	errs := make([]error, len(keys))
-	lasts := make([]resourceSet, len(keys))
+	lasts := make([]*config, len(keys))
 	for i, key := range keys {
-		lasts[i] = s.keys[key].lastGood()
+		lasts[i] = s.keys[key].desired
 	}
 	var hook sync.Mutex // the test mutator need not be safe for concurrent use
 	b, memo := s.newBuilder(), newEncodingMemo()
@@ -343,7 +357,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				built[i], encodings[i], errs[i] = s.build(b, memo, keys[i], lasts[i], &hook)
+				built[i], errs[i] = s.build(b, memo, keys[i], lasts[i], &hook)
 			}
 		}()
 	}
@@ -354,7 +368,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 	wg.Wait()
 	changed := map[envoy.Proxy]bool{}
 	for i, key := range keys {
-		changed[key] = s.setDesiredLocked(key, built[i], encodings[i], errs[i])
+		changed[key] = s.setDesiredLocked(key, built[i], memo, errs[i])
 	}
 	return changed
 }
@@ -363,17 +377,9 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 // IR.
 func (s *Server) rebuildLocked(key envoy.Proxy) {
 	var hook sync.Mutex
-	set, encodings, err := s.build(s.newBuilder(), nil, key, s.keys[key].lastGood(), &hook)
-	s.setDesiredLocked(key, set, encodings, err)
-}
-
-// lastGood returns the key's last configuration that passed validation,
-// nil if none.
-func (ks *keyState) lastGood() resourceSet {
-	if ks == nil || ks.desired == nil {
-		return nil
-	}
-	return ks.desired.set
+	memo := newEncodingMemo()
+	set, err := s.build(s.newBuilder(), memo, key, s.keys[key].desired, &hook)
+	s.setDesiredLocked(key, set, memo, err)
 }
 
 // newBuilder returns a Builder of the current IR, nil if there is none.
@@ -390,9 +396,13 @@ func (s *Server) newBuilder() *envoy.Builder {
 // the listeners use that the IR lacks come from last, the key's last good
 // configuration (nil if none). It only reads the Server, so keys build in
 // parallel; hook guards the test mutator, which gets resources of its own.
-func (s *Server) build(b *envoy.Builder, memo *encodingMemo, key envoy.Proxy, last resourceSet, hook *sync.Mutex) (resourceSet, map[wireKey][]byte, error) {
+func (s *Server) build(b *envoy.Builder, memo *encodingMemo, key envoy.Proxy, lastCfg *config, hook *sync.Mutex) (resourceSet, error) {
+	var last resourceSet
+	if lastCfg != nil {
+		last = lastCfg.set
+	}
 	if b == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	var res *envoy.Resources
 	var err error
@@ -413,20 +423,26 @@ func (s *Server) build(b *envoy.Builder, memo *encodingMemo, key envoy.Proxy, la
 		err = b.Validate(res)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	set, encodings, err := encodedResources(res, memo)
-	if err == nil && last != nil {
+	set, err := encodedResources(res, memo, key.Role)
+	if err != nil {
+		return nil, err
+	}
+	if last != nil {
 		set.withLastGoodSecrets(res.SecretRefs, last)
+		for t, m := range set {
+			set[t] = memo.sameAs(t, m, lastCfg)
+		}
 	}
-	return set, encodings, err
+	return set, nil
 }
 
 // setDesiredLocked makes set key's desired configuration and reports
 // whether that changed it. A configuration that failed (err) is logged once
 // and the key keeps its last good one; an unchanged one keeps its config,
 // with what nodes share of it.
-func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, encodings map[wireKey][]byte, err error) bool {
+func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, memo *encodingMemo, err error) bool {
 	ks := s.keys[key]
 	if ks == nil || (set == nil && err == nil) {
 		return false
@@ -446,7 +462,8 @@ func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, encodings ma
 	if ks.desired != nil {
 		ks.desired.forget()
 	}
-	ks.desired = s.newConfig(set, encodings, key.Role)
+	old := ks.desired
+	ks.desired = s.newConfig(set, memo, key.Role, old)
 	return true
 }
 

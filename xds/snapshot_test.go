@@ -84,7 +84,8 @@ func TestEncodedResourcesHashLikeHashMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, encodings, err := encodedResources(res, nil)
+	memo := newEncodingMemo()
+	got, err := encodedResources(res, memo, envoy.Sidecar)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +101,8 @@ func TestEncodedResourcesHashLikeHashMessage(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no resources")
 	}
-	if len(encodings) != setSize(got) {
-		t.Errorf("%d encodings for %d resources", len(encodings), setSize(got))
+	if len(memo.m) != setSize(got) {
+		t.Errorf("%d encodings for %d resources", len(memo.m), setSize(got))
 	}
 }
 

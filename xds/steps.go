@@ -5,13 +5,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 	"weak"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -72,6 +78,9 @@ func nextStep(cur, want resourceSet, role envoy.Role) (resourceSet, step) {
 // missing returns the names of typeURL in want and not in cur, sorted.
 func missing(cur, want resourceSet, typeURL string) []string {
 	var out []string
+	if sameMap(cur[typeURL], want[typeURL]) {
+		return nil
+	}
 	for n := range want[typeURL] {
 		if _, ok := cur[typeURL][n]; !ok {
 			out = append(out, n)
@@ -150,14 +159,20 @@ func routeConfigClusters(rc *routev3.RouteConfiguration, keep map[string]bool) [
 // the same step, no longer do (a listener that still names one, for a
 // gateway or a gRPC client, may be draining).
 func switched(cur, want resourceSet, role envoy.Role) resourceSet {
-	next := want.clone()
+	next := maps.Clone(want) // the types with nothing to keep share want's maps
 	kept := []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.RouteType}
 	if role == envoy.Sidecar {
 		kept = kept[:3]
 	}
 	for _, t := range kept {
+		if sameMap(cur[t], want[t]) {
+			continue
+		}
 		for n, e := range cur[t] {
 			if _, ok := next[t][n]; !ok {
+				if sameMap(next[t], want[t]) {
+					next[t] = maps.Clone(want[t])
+				}
 				next[t][n] = e
 			}
 		}
@@ -168,7 +183,11 @@ func switched(cur, want resourceSet, role envoy.Role) resourceSet {
 // standbyNewlyNamed is cur where each gRPC route configuration that want
 // makes name clusters it did not name has them in its standby route.
 func standbyNewlyNamed(cur, want resourceSet) resourceSet {
-	next := cur.clone()
+	if sameMap(cur[resourcev3.RouteType], want[resourcev3.RouteType]) {
+		return cur
+	}
+	next := maps.Clone(cur) // sharing cur's maps but for route configurations
+	next[resourcev3.RouteType] = maps.Clone(cur[resourcev3.RouteType])
 	for name, e := range want[resourcev3.RouteType] {
 		old, ok := cur[resourcev3.RouteType][name]
 		if !ok {
@@ -260,7 +279,7 @@ func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
 	case cur == nil || st == stepRetire || next.equal(want.set):
 		m.next = want // nextStep returned want itself, or its equal
 	default:
-		m.next = s.newConfig(next, nil, role)
+		m.next = s.newConfig(next, nil, role, want, cur)
 	}
 	if st == stepWarm && role == envoy.GRPC && cur != nil {
 		m.warming = newlyNamed(cur.set, m.next.set)
@@ -308,58 +327,120 @@ type wireEntry struct {
 	gen  uint64 // the last update that used it
 }
 
-// newConfig wraps set, which it may modify: each entry becomes the shared
-// copy of the same content (so that keys and steps holding equal resources
-// hold them once), and the snapshot is built. set must not be shared yet.
-// encodings, if not nil, hold resources' encodings already made.
+// newConfig wraps set, whose maps it may modify: each entry becomes the
+// shared copy of the same content (so that keys and steps holding equal
+// resources hold them once), and the snapshot is built. A map of set that
+// a related configuration (or another of this update's) holds is taken
+// as it is, with its wire map and version; any other must not be shared
+// yet. memo (nil: none) holds encodings already made.
 //
 // A shared copy holds only the resource's encoding (as unknown fields of
 // a message of its type), which takes a fraction of the message's memory
 // and encodes to the same bytes; only the route configurations of gRPC
 // keys stay messages, as their steps read them (see warm).
-func (s *Server) newConfig(set resourceSet, encodings map[wireKey][]byte, role envoy.Role) *config {
-	c := &config{set: set, versions: set.versions()}
+func (s *Server) newConfig(set resourceSet, memo *encodingMemo, role envoy.Role, related ...*config) *config {
+	c := &config{set: set, versions: map[string]string{}}
 	snap := &snapshot{versions: c.versions, wire: map[string]map[string]types.ResourceWithTTL{}, set: set}
 	for _, t := range typeURLs {
-		wire := make(map[string]types.ResourceWithTTL, len(set[t]))
-		for name, e := range set[t] {
-			k := wireKey{t, name, e.hash}
-			read := role == envoy.GRPC && t == resourcev3.RouteType
-			w := s.wire[k]
-			if w == nil {
-				b, ok := encodings[k]
-				if !ok {
-					b = encode(e.res)
-				}
-				w = &wireEntry{wire: unknownOnly(e.res, b)}
-				w.e = entry{res: w.wire, hash: e.hash}
-				if read {
-					// A copy of its own: the Builder's message shares an
-					// allocation with every route of the mesh, which a
-					// configuration kept after a scale-down would pin.
-					w.e.res = proto.Clone(e.res)
-				}
-				s.wire[k] = w
-			}
-			w.gen = s.gen
-			if !read || !encodedOnly(w.e.res) || encodedOnly(e.res) {
-				set[t][name] = w.e
-			}
-			wire[name] = types.ResourceWithTTL{Resource: w.wire}
+		read := role == envoy.GRPC && t == resourcev3.RouteType
+		w := s.wiredType(t, set[t], memo, read, related)
+		snap.wire[t] = w.wire
+		if reported(t, len(set[t])) {
+			c.versions[t] = w.version
 		}
-		snap.wire[t] = wire
 	}
 	c.snap = snap
 	return c
 }
 
+// wiredType is what newConfig derives from one type's map.
+type wiredType struct {
+	wire    map[string]types.ResourceWithTTL
+	version string
+}
+
+// wiredKey names a map newConfig derived a wiredType from this update.
+type wiredKey struct {
+	m    unsafe.Pointer
+	read bool
+}
+
+// wiredType returns the wire map and version of m, of type t, wiring its
+// entries to the shared copies unless a related configuration or an
+// earlier call of this update did. read: keep route configurations as
+// messages.
+func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, read bool, related []*config) wiredType {
+	k := wiredKey{mapPointer(m), read}
+	if w, ok := s.wired[k]; ok { // nil outside an update: no memo
+		return w
+	}
+	for _, c := range related {
+		if c != nil && sameMap(c.set[t], m) {
+			v, ok := c.versions[t]
+			if !ok {
+				v = typeVersion(m)
+			}
+			s.markMapInUse(t, m)
+			return wiredType{wire: c.snap.wire[t], version: v}
+		}
+	}
+	if w, ok := memo.derived(m); ok {
+		s.markMapInUse(t, m)
+		return w
+	}
+	wire := make(map[string]types.ResourceWithTTL, len(m))
+	for name, e := range m {
+		k := wireKey{t, name, e.hash}
+		w := s.wire[k]
+		if w == nil {
+			b := memo.encoded(e.res)
+			if b == nil {
+				b = encode(e.res)
+			}
+			w = &wireEntry{wire: unknownOnly(e.res, b)}
+			w.e = entry{res: w.wire, hash: e.hash}
+			if read {
+				// A copy of its own: the Builder's message shares an
+				// allocation with every route of the mesh, which a
+				// configuration kept after a scale-down would pin.
+				w.e.res = proto.Clone(e.res)
+			}
+			s.wire[k] = w
+		}
+		w.gen = s.gen
+		if (!read || !encodedOnly(w.e.res) || encodedOnly(e.res)) && e != w.e {
+			m[name] = w.e
+		}
+		wire[name] = types.ResourceWithTTL{Resource: w.wire}
+	}
+	out := wiredType{wire: wire, version: typeVersion(m)}
+	if s.wired != nil {
+		s.wired[k] = out
+		s.marked[mapPointer(m)] = true
+	}
+	return out
+}
+
 // markInUse marks c's shared copies as used by this update.
 func (s *Server) markInUse(c *config) {
 	for t, m := range c.set {
-		for name, e := range m {
-			if w := s.wire[wireKey{t, name, e.hash}]; w != nil {
-				w.gen = s.gen
-			}
+		s.markMapInUse(t, m)
+	}
+}
+
+// markMapInUse marks the shared copies of m, of type t, as used by this
+// update, once per map.
+func (s *Server) markMapInUse(t string, m map[string]entry) {
+	p := mapPointer(m)
+	if s.marked[p] {
+		return
+	}
+	if s.marked != nil {
+		s.marked[p] = true
+	}
+	for name, e := range m {
+		if w := s.wire[wireKey{t, name, e.hash}]; w != nil {
+			w.gen = s.gen
 		}
 	}
 }
@@ -409,6 +490,12 @@ func encodedOnly(m types.Resource) bool {
 type encodingMemo struct {
 	mu sync.Mutex
 	m  map[proto.Message]encoding
+	// lists are the maps built from the Builder's lists; canon maps one
+	// of them to the older map with its content, and olds holds what was
+	// derived from that (see sameAs).
+	lists map[listKey]*listMap
+	canon map[unsafe.Pointer]map[string]entry
+	olds  map[unsafe.Pointer]wiredType
 }
 
 type encoding struct {
@@ -416,7 +503,20 @@ type encoding struct {
 	hash string
 }
 
-func newEncodingMemo() *encodingMemo { return &encodingMemo{m: map[proto.Message]encoding{}} }
+func newEncodingMemo() *encodingMemo {
+	return &encodingMemo{m: map[proto.Message]encoding{}, lists: map[listKey]*listMap{},
+		canon: map[unsafe.Pointer]map[string]entry{}, olds: map[unsafe.Pointer]wiredType{}}
+}
+
+// encoded returns m's encoding if e made it, else nil.
+func (e *encodingMemo) encoded(m types.Resource) []byte {
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.m[m].b
+}
 
 // encode returns m's deterministic encoding and its hash.
 func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
@@ -441,45 +541,118 @@ func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
 	return enc, nil
 }
 
-// encodedResources is fromResources keeping each resource's encoding, so
-// that newConfig need not encode it again; resources memo holds are not
-// encoded again.
-func encodedResources(r *envoy.Resources, memo *encodingMemo) (resourceSet, map[wireKey][]byte, error) {
-	s := newResourceSet()
-	encodings := map[wireKey][]byte{}
-	add := func(t, name string, m proto.Message) error {
-		enc, err := memo.encode(m)
-		if err != nil {
-			return err
+// encodedResources returns r's resources by type and name with their
+// content hashes; memo (nil: none) encodes each message once per update.
+// A type's map built from a list of the Builder's that other keys of the
+// update got too (clusters and load assignments of the mesh, a host's
+// route configurations, shared scopes) is built once and shared by them;
+// a gRPC key's route configurations, which newConfig keeps as messages,
+// are its own.
+func encodedResources(r *envoy.Resources, memo *encodingMemo, role envoy.Role) (resourceSet, error) {
+	s := resourceSet{}
+	var errs [6]error
+	s[resourcev3.ListenerType], errs[0] = typeMap(memo, true, resourcev3.ListenerType, r.Listeners, (*listenerv3.Listener).GetName)
+	s[resourcev3.ScopedRouteType], errs[1] = typeMap(memo, true, resourcev3.ScopedRouteType, r.Scopes, (*routev3.ScopedRouteConfiguration).GetName)
+	s[resourcev3.RouteType], errs[2] = typeMap(memo, role != envoy.GRPC, resourcev3.RouteType, r.Routes, (*routev3.RouteConfiguration).GetName)
+	s[resourcev3.ClusterType], errs[3] = typeMap(memo, true, resourcev3.ClusterType, r.Clusters, (*clusterv3.Cluster).GetName)
+	s[resourcev3.EndpointType], errs[4] = typeMap(memo, true, resourcev3.EndpointType, r.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	s[resourcev3.SecretType], errs[5] = typeMap(memo, true, resourcev3.SecretType, r.Secrets, (*tlsv3.Secret).GetName)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listKey names one list of the Builder's: its type, first element and
+// length. A Builder never changes a list it handed out.
+type listKey struct {
+	typeURL string
+	first   unsafe.Pointer
+	n       int
+}
+
+// listMap is the map built from one list, once.
+type listMap struct {
+	once sync.Once
+	m    map[string]entry
+	err  error
+}
+
+// typeMap returns items by name with their hashes; shared, the same map
+// for every call of one update with the same list.
+func typeMap[T proto.Message](memo *encodingMemo, shared bool, typeURL string, items []T, name func(T) string) (map[string]entry, error) {
+	build := func() (map[string]entry, error) {
+		m := make(map[string]entry, len(items))
+		for _, it := range items {
+			enc, err := memo.encode(it)
+			if err != nil {
+				return nil, err
+			}
+			m[name(it)] = entry{res: it, hash: enc.hash}
 		}
-		e := entry{res: m, hash: enc.hash}
-		s[t][name] = e
-		encodings[wireKey{t, name, e.hash}] = enc.b
-		return nil
+		return m, nil
 	}
-	var err error
-	for _, l := range r.Listeners {
-		err = errors.Join(err, add(resourcev3.ListenerType, l.Name, l))
+	if memo == nil || !shared || len(items) == 0 {
+		return build()
 	}
-	for _, sc := range r.Scopes {
-		err = errors.Join(err, add(resourcev3.ScopedRouteType, sc.Name, sc))
+	k := listKey{typeURL, unsafe.Pointer(unsafe.SliceData(items)), len(items)}
+	memo.mu.Lock()
+	lm := memo.lists[k]
+	if lm == nil {
+		lm = &listMap{}
+		memo.lists[k] = lm
 	}
-	for _, rc := range r.Routes {
-		err = errors.Join(err, add(resourcev3.RouteType, rc.Name, rc))
+	memo.mu.Unlock()
+	lm.once.Do(func() { lm.m, lm.err = build() })
+	return lm.m, lm.err
+}
+
+// sameAs returns the map of type t to hold in place of m, built this
+// update: an older map with the same content if there is one, so that
+// configurations of successive updates share what did not change
+// (comparing them, deriving their snapshots and diffing them then costs
+// nothing). The first older map found equal, last's (the key's last
+// configuration), is the one every key holding m gets; newConfig takes
+// what last derived from it (see derived).
+func (e *encodingMemo) sameAs(t string, m map[string]entry, last *config) map[string]entry {
+	if e == nil || last == nil || sameMap(m, last.set[t]) {
+		return m
 	}
-	for _, c := range r.Clusters {
-		err = errors.Join(err, add(resourcev3.ClusterType, c.Name, c))
+	p := mapPointer(m)
+	e.mu.Lock()
+	c, ok := e.canon[p]
+	e.mu.Unlock()
+	if ok {
+		return c
 	}
-	for _, e := range r.Endpoints {
-		err = errors.Join(err, add(resourcev3.EndpointType, e.ClusterName, e))
+	old := last.set[t]
+	if !equalEntries(m, old) {
+		return m
 	}
-	for _, sec := range r.Secrets {
-		err = errors.Join(err, add(resourcev3.SecretType, sec.Name, sec))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.canon[p]; ok {
+		return c
 	}
-	if err != nil {
-		return nil, nil, err
+	e.canon[p] = old
+	v, ok := last.versions[t]
+	if !ok {
+		v = typeVersion(old)
 	}
-	return s, encodings, nil
+	e.olds[mapPointer(old)] = wiredType{wire: last.snap.wire[t], version: v}
+	return old
+}
+
+// derived returns what newConfig derived from m, a map sameAs handed out
+// in place of a new one.
+func (e *encodingMemo) derived(m map[string]entry) (wiredType, bool) {
+	if e == nil {
+		return wiredType{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w, ok := e.olds[mapPointer(m)]
+	return w, ok
 }
 
 // hashOf is hashMessage of the message whose encoding is b.
