@@ -101,6 +101,9 @@ type Server struct {
 	// from each map and which maps markInUse marked; nil between updates.
 	wired  map[wiredKey]wiredType
 	marked map[unsafe.Pointer]bool
+	// wireStale: wire may hold copies only steps use (see
+	// sweepWireLocked).
+	wireStale bool
 	// size is the number of resources of the keys' desired configurations
 	// and peak its largest since memory was last handed back; freeMemory
 	// hands it back (debug.FreeOSMemory; tests count calls).
@@ -246,7 +249,7 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 		s.freeTimer.Reset(s.freeAfter) // the configuration is still moving
 	}
 	s.advanceAllLocked()
-	s.pruneWire()
+	s.pruneWire(true)
 }
 
 // startUpdateLocked starts the memos of one update; endUpdateLocked drops
@@ -463,7 +466,7 @@ func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, memo *encodi
 		ks.desired.forget()
 	}
 	old := ks.desired
-	ks.desired = s.newConfig(set, memo, key.Role, old)
+	ks.desired = s.newConfig(set, memo, key.Role, false, old)
 	return true
 }
 
@@ -503,6 +506,7 @@ func (s *Server) forgetNode(nodeID string) {
 	}
 	delete(s.keys, ns.key)
 	s.sizeLocked()
+	s.sweepWireLocked() // the node may have been the last one moving
 }
 
 // answered is called when a node ACKed or NACKed something.
@@ -586,7 +590,33 @@ func (s *Server) forgetStepsLocked(key envoy.Proxy) {
 		}
 	}
 	ks.desired.forget()
+	s.sweepWireLocked()
 	s.shrunkLocked()
+}
+
+// allSettledLocked reports whether every node has its key's desired
+// configuration.
+func (s *Server) allSettledLocked() bool {
+	for _, ns := range s.nodes {
+		if ks := s.keys[ns.key]; ks == nil || ns.published != ks.desired {
+			return false
+		}
+	}
+	return true
+}
+
+// sweepWireLocked forgets, once every node has its key's desired
+// configuration, the shared copies only the steps towards them used. An
+// update prunes those the next update does not use, but a mesh that
+// settled may see no next update: the copies would stay, and with them
+// the messages of configurations every node left (after a scale-down,
+// most of the larger mesh).
+func (s *Server) sweepWireLocked() {
+	if !s.wireStale || !s.allSettledLocked() {
+		return
+	}
+	s.wireStale = false
+	s.pruneWire(false)
 }
 
 // freeDelay is how long the configuration must stay put after shrinking
@@ -599,13 +629,8 @@ const freeDelay = 10 * time.Second
 // smaller one: the Go runtime would otherwise keep the larger heap's
 // memory, collecting only when allocation reaches that heap's goal.
 func (s *Server) shrunkLocked() {
-	if 2*s.size >= s.peak || s.freeTimer != nil {
+	if 2*s.size >= s.peak || s.freeTimer != nil || !s.allSettledLocked() {
 		return
-	}
-	for _, ns := range s.nodes {
-		if ks := s.keys[ns.key]; ks == nil || ns.published != ks.desired {
-			return
-		}
 	}
 	s.freeTimer = time.AfterFunc(s.freeAfter, func() {
 		s.mu.Lock()

@@ -279,7 +279,8 @@ func (s *Server) stepTo(cur, want *config, role envoy.Role) stepMemo {
 	case cur == nil || st == stepRetire || next.equal(want.set):
 		m.next = want // nextStep returned want itself, or its equal
 	default:
-		m.next = s.newConfig(next, nil, role, want, cur)
+		m.next = s.newConfig(next, nil, role, true, want, cur)
+		s.wireStale = true
 	}
 	if st == stepWarm && role == envoy.GRPC && cur != nil {
 		m.warming = newlyNamed(cur.set, m.next.set)
@@ -324,7 +325,9 @@ type wireKey struct{ typeURL, name, hash string }
 type wireEntry struct {
 	e    entry
 	wire types.Resource
-	gen  uint64 // the last update that used it
+	// gen is the last update whose desired configurations use it, stepGen
+	// the last whose steps towards them do.
+	gen, stepGen uint64
 }
 
 // newConfig wraps set, whose maps it may modify: each entry becomes the
@@ -332,18 +335,19 @@ type wireEntry struct {
 // resources hold them once), and the snapshot is built. A map of set that
 // a related configuration (or another of this update's) holds is taken
 // as it is, with its wire map and version; any other must not be shared
-// yet. memo (nil: none) holds encodings already made.
+// yet. memo (nil: none) holds encodings already made. step says set is
+// a step towards a key's desired configuration, not one.
 //
 // A shared copy holds only the resource's encoding (as unknown fields of
 // a message of its type), which takes a fraction of the message's memory
 // and encodes to the same bytes; only the route configurations of gRPC
 // keys stay messages, as their steps read them (see warm).
-func (s *Server) newConfig(set resourceSet, memo *encodingMemo, role envoy.Role, related ...*config) *config {
+func (s *Server) newConfig(set resourceSet, memo *encodingMemo, role envoy.Role, step bool, related ...*config) *config {
 	c := &config{set: set, versions: map[string]string{}}
 	snap := &snapshot{versions: c.versions, wire: map[string]map[string]types.ResourceWithTTL{}, set: set}
 	for _, t := range typeURLs {
 		read := role == envoy.GRPC && t == resourcev3.RouteType
-		w := s.wiredType(t, set[t], memo, read, related)
+		w := s.wiredType(t, set[t], memo, read, step, related)
 		snap.wire[t] = w.wire
 		if reported(t, len(set[t])) {
 			c.versions[t] = w.version
@@ -368,8 +372,10 @@ type wiredKey struct {
 // wiredType returns the wire map and version of m, of type t, wiring its
 // entries to the shared copies unless a related configuration or an
 // earlier call of this update did. read: keep route configurations as
-// messages.
-func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, read bool, related []*config) wiredType {
+// messages. step: m is a step's, whose copies are marked as only steps'
+// (see sweepWireLocked); the maps a step takes from the configurations it
+// goes between are not marked again.
+func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, read, step bool, related []*config) wiredType {
 	k := wiredKey{mapPointer(m), read}
 	if w, ok := s.wired[k]; ok { // nil outside an update: no memo
 		return w
@@ -380,7 +386,9 @@ func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, rea
 			if !ok {
 				v = typeVersion(m)
 			}
-			s.markMapInUse(t, m)
+			if !step {
+				s.markMapInUse(t, m)
+			}
 			return wiredType{wire: c.snap.wire[t], version: v}
 		}
 	}
@@ -407,7 +415,11 @@ func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, rea
 			}
 			s.wire[k] = w
 		}
-		w.gen = s.gen
+		if step {
+			w.stepGen = s.gen
+		} else {
+			w.gen = s.gen
+		}
 		if (!read || !encodedOnly(w.e.res) || encodedOnly(e.res)) && e != w.e {
 			m[name] = w.e
 		}
@@ -416,7 +428,9 @@ func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, rea
 	out := wiredType{wire: wire, version: typeVersion(m)}
 	if s.wired != nil {
 		s.wired[k] = out
-		s.marked[mapPointer(m)] = true
+		if !step {
+			s.marked[mapPointer(m)] = true
+		}
 	}
 	return out
 }
@@ -445,11 +459,12 @@ func (s *Server) markMapInUse(t string, m map[string]entry) {
 	}
 }
 
-// pruneWire forgets the shared copies this update did not use;
-// configurations that still hold one keep it.
-func (s *Server) pruneWire() {
+// pruneWire forgets the shared copies that no desired configuration of
+// this update uses, nor, with steps, a step towards one; configurations
+// that still hold one keep it.
+func (s *Server) pruneWire(steps bool) {
 	for k, w := range s.wire {
-		if w.gen < s.gen {
+		if w.gen < s.gen && (!steps || w.stepGen < s.gen) {
 			delete(s.wire, k)
 		}
 	}
