@@ -95,8 +95,9 @@ type Server struct {
 	testFix    func(envoy.Proxy, *envoy.Resources) // test-only hook, see SetTestMutator
 	// wire holds one copy of each resource content in use, shared by every
 	// key and step, with its encoding; gen counts updates, to prune it.
-	wire map[wireKey]*wireEntry
-	gen  uint64
+	wire     map[wireKey]*wireEntry
+	gen      uint64
+	wirePeak int // wire's largest size since it was made
 	// wired and marked memoize, during one update, what newConfig derived
 	// from each map and which maps markInUse marked; nil between updates.
 	wired  map[wiredKey]wiredType

@@ -463,10 +463,20 @@ func (s *Server) markMapInUse(t string, m map[string]entry) {
 // this update uses, nor, with steps, a step towards one; configurations
 // that still hold one keep it.
 func (s *Server) pruneWire(steps bool) {
+	s.wirePeak = max(s.wirePeak, len(s.wire))
 	for k, w := range s.wire {
 		if w.gen < s.gen && (!steps || w.stepGen < s.gen) {
 			delete(s.wire, k)
 		}
+	}
+	// A map keeps the memory of its largest size: once it shrank to a
+	// fraction of it, its entries move to a map of their own size.
+	if 4*len(s.wire) < s.wirePeak {
+		wire := make(map[wireKey]*wireEntry, len(s.wire))
+		for k, w := range s.wire {
+			wire[k] = w
+		}
+		s.wire, s.wirePeak = wire, len(wire)
 	}
 }
 
