@@ -293,6 +293,9 @@ func (t *proxyTracker) request(id int64, r request) (nodeID string, answered boo
 	if r.errDetail == "" {
 		ps.status.Acked[r.typeURL] = version
 		ps.ackedNames[r.typeURL], ps.ackedAll[r.typeURL] = names, names == nil
+		if sub := ps.subs[r.typeURL]; sub != nil && len(names) > len(sub.names) {
+			ps.keepAcked(r.typeURL, sub) // the subscription shrank since
+		}
 		return nodeID, true, ""
 	}
 	ps.nacked[r.typeURL] = version
@@ -330,6 +333,7 @@ func (ps *proxyState) subscribe(r request, sets *nameSets) {
 		if !sameNames(prev, r.names) {
 			sub.shared = sets.intern(r.names)
 			sub.names = sub.shared.set
+			ps.keepAcked(r.typeURL, sub)
 		}
 		var again []string // must be ACKed again
 		for _, n := range r.names {
@@ -345,20 +349,55 @@ func (ps *proxyState) subscribe(r request, sets *nameSets) {
 	if len(r.subscribe)+len(r.unsubscribe) == 0 {
 		return
 	}
-	names := maps.Clone(sub.names)
+	// A new map, not a copy: a map keeps the memory of its largest size,
+	// and a proxy may drop thousands of names at once.
+	gone := make(map[string]bool, len(r.unsubscribe))
+	for _, n := range r.unsubscribe {
+		gone[n] = true
+	}
+	names := make(map[string]bool, max(0, len(sub.names)+len(r.subscribe)-len(r.unsubscribe)))
+	for n := range sub.names {
+		if !gone[n] {
+			names[n] = true
+		}
+	}
 	for _, n := range r.subscribe {
 		if n == "*" {
 			sub.wildcard = true
 		}
-		names[n] = true
-	}
-	for _, n := range r.unsubscribe {
-		if n == "*" {
-			sub.wildcard = false
+		if !gone[n] {
+			names[n] = true
 		}
-		delete(names, n)
+	}
+	if gone["*"] {
+		sub.wildcard = false
 	}
 	sub.names, sub.shared = names, nil
+	ps.keepAcked(r.typeURL, sub)
+}
+
+// keepAcked drops from the ACKed names of typeURL those sub no longer
+// names: the proxy dropped those resources, and asks for them anew (see
+// forgetAcked) before it holds them again. The ACKed set, often the
+// subscription a response was sent for, is not kept for them.
+func (ps *proxyState) keepAcked(typeURL string, sub *subscription) {
+	acked := ps.ackedNames[typeURL]
+	if sub.wildcard {
+		return
+	}
+	for n := range acked {
+		if sub.names[n] {
+			continue
+		}
+		kept := map[string]bool{}
+		for n := range acked {
+			if sub.names[n] {
+				kept[n] = true
+			}
+		}
+		ps.ackedNames[typeURL] = kept
+		return
+	}
 }
 
 // forgetAcked drops names from the ACKed names of typeURL, copying the set
