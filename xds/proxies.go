@@ -443,6 +443,7 @@ type nameSets struct {
 type nameSet struct {
 	names []string
 	set   map[string]bool
+	self  weak.Pointer[nameSet] // to name it in memos (see narrowKey)
 }
 
 func newNameSets() *nameSets {
@@ -454,7 +455,9 @@ func newNameSets() *nameSets {
 // holder keeps the returned pointer.
 func (s *nameSets) intern(names []string) *nameSet {
 	if len(names) == 0 {
-		return &nameSet{set: map[string]bool{}}
+		ns := &nameSet{set: map[string]bool{}}
+		ns.self = weak.Make(ns)
+		return ns
 	}
 	var h maphash.Hash
 	h.SetSeed(s.seed)
@@ -479,7 +482,8 @@ func (s *nameSets) intern(names []string) *nameSet {
 			}
 		}
 	}
-	s.sets[key] = weak.Make(ns)
+	ns.self = weak.Make(ns)
+	s.sets[key] = ns.self
 	return ns
 }
 

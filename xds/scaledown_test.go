@@ -569,8 +569,9 @@ func freshSmall(t *testing.T, small *ir.IR) int64 {
 }
 
 // heldAtScale returns, by description, functions counting what of the
-// current, larger mesh is still reachable: every key's configuration and
-// the gRPC route configurations of hosts small lacks.
+// current, larger mesh is still reachable: every key's configuration, the
+// gRPC route configurations of hosts small lacks, and the names the SotW
+// sidecars ask for.
 func (m *mesh) heldAtScale(small *ir.IR) map[string]func() int {
 	inSmall := map[string]bool{}
 	for _, h := range small.Hosts {
@@ -578,6 +579,7 @@ func (m *mesh) heldAtScale(small *ir.IR) map[string]func() int {
 	}
 	var configs []weak.Pointer[config]
 	var routes []weak.Pointer[routev3.RouteConfiguration]
+	var names []weak.Pointer[nameSet]
 	m.s.mu.Lock()
 	for key, ks := range m.s.keys {
 		configs = append(configs, weak.Make(ks.desired))
@@ -591,12 +593,20 @@ func (m *mesh) heldAtScale(small *ir.IR) map[string]func() int {
 		}
 	}
 	m.s.mu.Unlock()
-	if len(routes) == 0 {
-		m.t.Fatal("no gRPC route configuration of a removed host")
+	m.s.proxies.mu.Lock()
+	for _, ps := range m.s.proxies.nodes {
+		if sub := ps.subs[resourcev3.EndpointType]; sub != nil && sub.shared != nil && len(sub.shared.names) > 2*len(small.Hosts) {
+			names = append(names, weak.Make(sub.shared))
+		}
+	}
+	m.s.proxies.mu.Unlock()
+	if len(routes) == 0 || len(names) == 0 {
+		m.t.Fatalf("%d gRPC route configurations of removed hosts, %d large subscriptions: want some of each", len(routes), len(names))
 	}
 	return map[string]func() int{
-		"configurations of the larger mesh":          func() int { return alive(configs) },
-		"gRPC route configurations of removed hosts": func() int { return alive(routes) },
+		"configurations of the larger mesh":           func() int { return alive(configs) },
+		"gRPC route configurations of removed hosts":  func() int { return alive(routes) },
+		"endpoint subscriptions of the SotW sidecars": func() int { return alive(names) },
 	}
 }
 

@@ -721,7 +721,7 @@ var lastMapID atomic.Uint64
 func (sn *snapshot) mapID(typeURL string, names *nameSet) uint64 {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	k := narrowKey{typeURL, names}
+	k := keyOf(typeURL, names)
 	id, ok := sn.ids[k]
 	if !ok {
 		id = lastMapID.Add(1)
@@ -772,7 +772,7 @@ func (sn *snapshot) versionFor(typeURL string, names *nameSet) string {
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	k := narrowKey{typeURL, names}
+	k := keyOf(typeURL, names)
 	if v, ok := sn.narrowedVersion[k]; ok {
 		return v
 	}
@@ -792,9 +792,23 @@ func (sn *snapshot) versionFor(typeURL string, names *nameSet) string {
 	return v
 }
 
+// narrowKey names what a snapshot computed for the proxies asking for
+// one set of names of a type. It holds the set weakly: a configuration
+// kept after a scale-down does not keep the subscriptions of thousands
+// of names its proxies had when it was published.
 type narrowKey struct {
 	typeURL string
-	names   *nameSet
+	names   weak.Pointer[nameSet] // zero: all names
+}
+
+func keyOf(typeURL string, names *nameSet) narrowKey {
+	switch {
+	case names == nil:
+		return narrowKey{typeURL: typeURL}
+	case names.self == weak.Pointer[nameSet]{}: // not interned
+		return narrowKey{typeURL, weak.Make(names)}
+	}
+	return narrowKey{typeURL, names.self}
 }
 
 // narrow returns the encoded resources of typeURL that names holds,
@@ -802,7 +816,7 @@ type narrowKey struct {
 func (sn *snapshot) narrow(typeURL string, names *nameSet) map[string]types.ResourceWithTTL {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	k := narrowKey{typeURL, names}
+	k := keyOf(typeURL, names)
 	if m, ok := sn.narrowed[k]; ok {
 		return m
 	}
