@@ -73,6 +73,7 @@ type deltaConn struct {
 type deltaType struct {
 	wildcard bool
 	names    map[string]bool
+	peak     int // names' largest size since it was made
 	// fresh are names subscribed since the last response of the type,
 	// which the proxy may not hold; first: no response of the type yet.
 	fresh map[string]bool
@@ -144,6 +145,9 @@ func (s *Server) serveDelta(st discoveryv3.AggregatedDiscoveryService_DeltaAggre
 		if err := s.deltaSync(c, st); err != nil {
 			return err
 		}
+		if s.deltaServed != nil {
+			s.deltaServed()
+		}
 	}
 }
 
@@ -178,6 +182,15 @@ func (s *Server) deltaRequest(c *deltaConn, node *corev3.Node, req *discoveryv3.
 		}
 		delete(dt.names, n)
 		delete(dt.fresh, n)
+	}
+	// A map keeps the memory of its largest size: once the proxy dropped
+	// most names (a scale-down), they move to a map of their own size.
+	if dt.peak = max(dt.peak, len(dt.names)); 4*len(dt.names) < dt.peak {
+		names := make(map[string]bool, len(dt.names)) // maps.Clone keeps the table
+		for n := range dt.names {
+			names[n] = true
+		}
+		dt.names, dt.peak = names, len(names)
 	}
 	return nil
 }

@@ -93,6 +93,9 @@ type Server struct {
 	timerAt    time.Time // the deadline timer is armed for
 	now        func() time.Time
 	testFix    func(envoy.Proxy, *envoy.Resources) // test-only hook, see SetTestMutator
+	// deltaServed, if set, is called after a delta stream handled a
+	// request (a test hook).
+	deltaServed func()
 	// wire holds one copy of each resource content in use, shared by every
 	// key and step, with its encoding; gen counts updates, to prune it.
 	wire     map[wireKey]*wireEntry
