@@ -54,8 +54,8 @@ func (a adsServer) DeltaAggregatedResources(st discoveryv3.AggregatedDiscoverySe
 // lastDeltaStream numbers delta streams, from 1.
 var lastDeltaStream atomic.Int64
 
-// deltaConn is one delta stream's state. Only its goroutine touches it,
-// but for notify.
+// deltaConn is one delta stream's state. Only its goroutine changes it,
+// its types under the Server's mutex (expectsLocked reads them).
 type deltaConn struct {
 	id     int64 // the tracker's id: see deltaStream
 	nodeID string
@@ -154,11 +154,20 @@ func (s *Server) serveDelta(st discoveryv3.AggregatedDiscoveryService_DeltaAggre
 // deltaRequest records a request in the tracker (which may publish the
 // node's next step) and in the stream's subscriptions.
 func (s *Server) deltaRequest(c *deltaConn, node *corev3.Node, req *discoveryv3.DeltaDiscoveryRequest) error {
-	if _, err := s.onRequest(c.id, node, request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
+	// The subscription first: the request may publish the node's next
+	// step, whose expected answers depend on it.
+	c.subscribe(s, req)
+	_, err := s.onRequest(c.id, node, request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
 		errDetail: req.GetErrorDetail().GetMessage(), delta: true,
-		subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()}); err != nil {
-		return err
-	}
+		subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()})
+	return err
+}
+
+// subscribe records what req asks for, under s's mutex (expectsLocked
+// reads it).
+func (c *deltaConn) subscribe(s *Server, req *discoveryv3.DeltaDiscoveryRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	dt, ok := c.types[req.GetTypeUrl()]
 	if !ok {
 		// No name on the first request: every resource of the type (the
@@ -192,7 +201,30 @@ func (s *Server) deltaRequest(c *deltaConn, node *corev3.Node, req *discoveryv3.
 		}
 		dt.names, dt.peak = names, len(names)
 	}
-	return nil
+}
+
+// expectsLocked reports whether publishing a change to the resources
+// changed of typeURL (nil: unknown) will make a node answer: it asked for
+// the type, and on delta streams for one of the changed resources.
+func (s *Server) expectsLocked(nodeID string, delta bool, typeURL string, changed map[string]bool) bool {
+	if !delta {
+		return s.proxies.expects(nodeID, typeURL)
+	}
+	for c := range s.deltaConns[nodeID] {
+		dt := c.types[typeURL]
+		if dt == nil {
+			continue
+		}
+		if changed == nil || dt.wildcard {
+			return true
+		}
+		for n := range changed {
+			if dt.names[n] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) addDeltaConn(c *deltaConn) {

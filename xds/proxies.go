@@ -345,35 +345,16 @@ func (ps *proxyState) subscribe(r request, sets *nameSets) {
 		ps.askedAgain(r.typeURL, again)
 		return
 	}
-	ps.forgetAcked(r.typeURL, r.subscribe)
-	if len(r.subscribe)+len(r.unsubscribe) == 0 {
-		return
-	}
-	// A new map, not a copy: a map keeps the memory of its largest size,
-	// and a proxy may drop thousands of names at once.
-	gone := make(map[string]bool, len(r.unsubscribe))
-	for _, n := range r.unsubscribe {
-		gone[n] = true
-	}
-	names := make(map[string]bool, max(0, len(sub.names)+len(r.subscribe)-len(r.unsubscribe)))
-	for n := range sub.names {
-		if !gone[n] {
-			names[n] = true
-		}
-	}
+	// A delta stream's names are its own (see deltaConn); the tracker
+	// keeps whether it asks for all.
 	for _, n := range r.subscribe {
 		if n == "*" {
 			sub.wildcard = true
 		}
-		if !gone[n] {
-			names[n] = true
-		}
 	}
-	if gone["*"] {
+	if slices.Contains(r.unsubscribe, "*") {
 		sub.wildcard = false
 	}
-	sub.names, sub.shared = names, nil
-	ps.keepAcked(r.typeURL, sub)
 }
 
 // keepAcked drops from the ACKed names of typeURL those sub no longer
@@ -534,8 +515,8 @@ func (t *proxyTracker) response(id int64, typeURL, version, nonce string) {
 	if ps.sentNames[typeURL] == nil {
 		ps.sentNames[typeURL] = map[string]map[string]bool{}
 	}
-	var names map[string]bool
-	if sub := ps.subs[typeURL]; sub != nil && !sub.wildcard {
+	var names map[string]bool // nil: every name, as for a delta stream
+	if sub := ps.subs[typeURL]; sub != nil && !sub.wildcard && !ps.status.Delta {
 		names = sub.names // never modified: see subscribe
 	}
 	ps.sentNames[typeURL][nonce] = names
@@ -593,28 +574,18 @@ func (t *proxyTracker) delta(nodeID string) bool {
 }
 
 // expects reports whether publishing a change to the resources changed of
-// typeURL will make node answer: it has asked for the type, and (in delta
-// mode) for one of the changed resources. A nil changed means unknown.
-func (t *proxyTracker) expects(nodeID, typeURL string, changed map[string]bool) bool {
+// typeURL will make a SotW node answer: it has asked for the type. (A delta
+// node answers only changes to names it asks for: see
+// Server.expectsLocked.)
+func (t *proxyTracker) expects(nodeID, typeURL string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ps := t.nodes[nodeID]
 	if ps == nil {
 		return false
 	}
-	sub, ok := ps.subs[typeURL]
-	if !ok {
-		return false
-	}
-	if !ps.status.Delta || changed == nil {
-		return true
-	}
-	for n := range changed {
-		if sub.wildcard || sub.names[n] {
-			return true
-		}
-	}
-	return false
+	_, ok := ps.subs[typeURL]
+	return ok
 }
 
 func (t *proxyTracker) list() []ProxyStatus {

@@ -692,7 +692,7 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next *config, st st
 			if ns.published != nil && delta {
 				changed = next.changedFrom(ns.published, t)
 			}
-			if s.proxies.expects(nodeID, t, changed) {
+			if s.expectsLocked(nodeID, delta, t, changed) {
 				pending[t] = v
 			}
 		}
