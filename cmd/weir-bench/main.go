@@ -87,7 +87,7 @@ func main() {
 	flag.DurationVar(&c.connectTimeout, "connect-timeout", 5*time.Minute, "longest wait for every client to have a configuration")
 	flag.StringVar(&c.peerSizes, "peer-sizes", "1000,5000,10000", "route counts for the Envoy Gateway translator")
 	flag.IntVar(&c.peerClients, "peer-clients", 100, "SotW clients of the go-control-plane peer")
-	flag.StringVar(&skip, "skip", "", "comma-separated runs to skip: latency, kube, scale, envoy, peers")
+	flag.StringVar(&skip, "skip", "", "comma-separated runs to skip: latency, scoped, kube, scale, envoy, peers")
 	flag.StringVar(&weirArgs, "weir-args", "", "extra flags for weir serve, space-separated")
 	flag.Parse()
 	if translateN > 0 {
@@ -147,6 +147,7 @@ func run(ctx context.Context, c config) error {
 		run  func(context.Context, config, *report) error
 	}{
 		{"latency", runLatency},
+		{"scoped", runScoped},
 		{"kube", runKube},
 		{"scale", runScale},
 		{"envoy", runEnvoy},

@@ -22,6 +22,7 @@ type report struct {
 	loadBefore, loadAfter string
 	failed                []string
 	latency               *latencyRun
+	scoped                *scopedRun
 	scale                 *scaleRun
 	envoy                 *envoyRun
 	kube                  *kubeRun
@@ -147,6 +148,7 @@ func (r *report) write(path string) error {
 	r.writePeers(&b)
 	r.writeTranslator(&b, benches)
 	r.writeLatency(&b)
+	r.writeScoped(&b)
 	r.writeKube(&b)
 	r.writeScale(&b)
 	r.writeEnvoy(&b)
@@ -168,6 +170,9 @@ func (r *report) targetRows(benches []goBench) []row {
 	if lr := r.latency; lr != nil && len(lr.weights.perProxy) > 0 {
 		rows = append(rows, weightRow(fmt.Sprintf("one weight change -> all %s connected proxies ACKed (%s services)", count(lr.proxies), count(lr.services)),
 			"p99 < 200 ms from the store write to the last ACK", lr.weights))
+	}
+	if sr := r.scoped; sr != nil && len(sr.weights.perProxy) > 0 {
+		rows = append(rows, weightRow(fmt.Sprintf("the same with every sidecar on delta xDS and `--scoped-routes` (%s proxies)", count(sr.proxies)), "(same)", sr.weights))
 	}
 	if sr := r.scale; sr != nil && len(sr.weights.perProxy) > 0 {
 		rows = append(rows, weightRow(fmt.Sprintf("the same at %s services", count(sr.services)), "(same)", sr.weights))
@@ -362,6 +367,19 @@ func (r *report) writeLatency(b *strings.Builder) {
 }
 
 // writeProfile includes the top of a profile of weir.
+func (r *report) writeScoped(b *strings.Builder) {
+	sr := r.scoped
+	if sr == nil {
+		return
+	}
+	fmt.Fprintf(b, "## Weight changes at %s services, delta xDS and scoped routes\n\n", count(sr.services))
+	fmt.Fprintf(b, "weir with `--scoped-routes`; %s proxies: %s raw sidecars on delta ADS (spread over %d namespaces), %d raw proxyless gRPC clients and %d real grpc-go xDS clients. They connected in %s. Settled: RSS %s, %.0f goroutines, CPU %s since start.\n\n",
+		count(sr.proxies), count(r.cfg.proxies), min(r.cfg.proxyNamespaces, (sr.services+r.cfg.perNamespace-1)/r.cfg.perNamespace), r.cfg.grpcRaw,
+		r.cfg.grpcGo, ms(sr.connect), mb(sr.settled.rss), sr.settled.goroutines, ms(sr.settled.cpu))
+	writeWeights(b, sr.weights, fileWrites)
+	r.writeProfile(b, "CPU during the weight changes (delta, scoped routes)", sr.cpuProfile, "-top -cum -nodecount=30")
+}
+
 func (r *report) writeProfile(b *strings.Builder, name, path, args string) {
 	if path == "" {
 		return

@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -61,6 +62,52 @@ func runLatency(ctx context.Context, c config, r *report) error {
 	}
 	s.close()
 	return freshSmall(c, lr.down, latencyMix(c))
+}
+
+// scopedRun is the weight-change run with weir's sidecar configuration
+// for large meshes: every sidecar on delta xDS with scoped routes.
+type scopedRun struct {
+	services, proxies int
+	connect           time.Duration
+	settled           usage
+	weights           weightResult
+	cpuProfile        string
+}
+
+// scopedMix is the scoped run's: -proxies sidecars on delta xDS, and the
+// raw gRPC clients.
+func scopedMix(c config) mix {
+	return mix{delta: c.proxies, grpc: c.grpcRaw}
+}
+
+func runScoped(ctx context.Context, c config, r *report) error {
+	c.weirArgs = append(slices.Clone(c.weirArgs), "--scoped-routes")
+	s, err := startSession(c, "scoped", c.latencyServices)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	sr := &scopedRun{services: c.latencyServices}
+	if sr.connect, _, err = s.connect(c, scopedMix(c)); err != nil {
+		return err
+	}
+	sr.proxies = len(s.fleet.clients) + len(s.grpc)
+	log.Printf("scoped: %d proxies connected in %v", sr.proxies, ms(sr.connect))
+	if err := s.fleet.quiet(2*time.Second, 5*time.Minute); err != nil {
+		return err
+	}
+	if sr.settled, err = s.usage(); err != nil {
+		return err
+	}
+	r.scoped = sr
+	sr.cpuProfile = filepath.Join(s.dir, "cpu.pprof")
+	profDone := make(chan error, 1)
+	go func() { profDone <- s.weir.saveProfile(ctx, "profile?seconds=10", sr.cpuProfile) }()
+	sr.weights, err = s.weightChanges(c, c.rounds)
+	if perr := <-profDone; perr != nil {
+		sr.cpuProfile = ""
+	}
+	return err
 }
 
 // scaleRun is the run at services with every proxy connected.
