@@ -43,7 +43,19 @@ func HostName(namespace, service string, port uint32) string {
 type Index struct {
 	Hosts    []ir.Host
 	Clusters map[string]*ir.Cluster
-	services map[serviceKey]*corev1.Service
+	services map[serviceKey]indexed
+}
+
+// indexed is a Service and the names of its ports.
+type indexed struct {
+	svc   *corev1.Service
+	ports []PortNames
+}
+
+// PortNames are the names of the host and of the cluster of a Service port:
+// HostName and ClusterName of its namespace, name and port number.
+type PortNames struct {
+	Host, Cluster string
 }
 
 // serviceKey is a Service's namespace and name.
@@ -65,17 +77,18 @@ func Build(objs Objects, versionLabels []string) *Index {
 	idx := &Index{
 		Hosts:    make([]ir.Host, 0, ports),
 		Clusters: make(map[string]*ir.Cluster, ports),
-		services: make(map[serviceKey]*corev1.Service, len(services)),
+		services: make(map[serviceKey]indexed, len(services)),
 	}
 	// Every port has a cluster, and a host with one route to one backend:
 	// they are allocated together.
 	clusters := make([]ir.Cluster, ports)
 	routes, backends := make([]ir.Route, ports), make([]ir.Backend, ports)
+	names := make([]PortNames, ports)
 	for _, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
-		idx.services[serviceKey{svc.Namespace, svc.Name}] = svc
+		first := len(idx.Hosts)
 		bare := barePortIndex(svc.Spec.Ports)
 		routeName := "Service/" + svc.Namespace + "/" + svc.Name
 		for i, sp := range svc.Spec.Ports {
@@ -86,7 +99,9 @@ func Build(objs Objects, versionLabels []string) *Index {
 			backends[n] = ir.Backend{Cluster: c.Name, Weight: 1}
 			routes[n] = ir.Route{Name: routeName, Backends: backends[n : n+1 : n+1]}
 			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, routes[n:n+1:n+1]))
+			names[n] = PortNames{Host: idx.Hosts[n].Name, Cluster: c.Name}
 		}
+		idx.services[serviceKey{svc.Namespace, svc.Name}] = indexed{svc, names[first:len(idx.Hosts):len(idx.Hosts)]}
 	}
 	sortHosts(idx.Hosts)
 	return idx
@@ -129,7 +144,14 @@ func sortNamed(order []named) {
 
 // Service returns the Service namespace/name, or nil.
 func (idx *Index) Service(namespace, name string) *corev1.Service {
-	return idx.services[serviceKey{namespace, name}]
+	return idx.services[serviceKey{namespace, name}].svc
+}
+
+// ServicePorts returns the Service namespace/name and the names of its
+// ports, in the order of its spec; nil and nil if there is no such Service.
+func (idx *Index) ServicePorts(namespace, name string) (*corev1.Service, []PortNames) {
+	s := idx.services[serviceKey{namespace, name}]
+	return s.svc, s.ports
 }
 
 // SortedClusters returns the clusters sorted by name.

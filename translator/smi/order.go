@@ -3,45 +3,53 @@ package smi
 import (
 	"fmt"
 	"regexp"
-	"slices"
 	"sort"
-	"strings"
 
+	smiapi "github.com/weir-mesh/weir/api/smi"
 	"github.com/weir-mesh/weir/translator/ir"
 	"github.com/weir-mesh/weir/translator/status"
 )
 
 // resolveConflicts rejects every split that claims the same root and the
 // same matches as an older one (creation time, then name, decides).
-func resolveConflicts(plans []*splitPlan) {
-	winners := map[string]*splitPlan{}
-	for _, p := range sortedByAge(plans) {
+func resolveConflicts(plans []splitPlan) {
+	// Splits that claim the same requests share a namespace, so names
+	// order them fully; a winner is the oldest of its claim.
+	type claim struct{ namespace, root, matches string }
+	winners := make(map[claim]*splitPlan, len(plans))
+	claims := 0
+	for i := range plans {
+		p := &plans[i]
 		if p.failed() {
 			continue
 		}
-		k := p.ts.Namespace + "/" + p.ts.Spec.Service + "\x00" + p.key
-		if w, ok := winners[k]; ok {
-			p.fail(status.Condition{Type: status.Accepted, Status: status.False, Reason: ReasonConflicted,
-				Message: fmt.Sprintf("spec.matches: TrafficSplit %s/%s, which is older, already splits the same requests to Service %s", w.ts.Namespace, w.ts.Name, p.ts.Spec.Service)})
+		claims++
+		k := claim{p.ts.Namespace, p.ts.Spec.Service, p.key}
+		if w, ok := winners[k]; !ok || olderThan(p.ts, w.ts) {
+			winners[k] = p
+		}
+	}
+	if len(winners) == claims {
+		return
+	}
+	for i := range plans {
+		p := &plans[i]
+		if p.failed() {
 			continue
 		}
-		winners[k] = p
+		if w := winners[claim{p.ts.Namespace, p.ts.Spec.Service, p.key}]; w != p {
+			p.fail(status.Condition{Type: status.Accepted, Status: status.False, Reason: ReasonConflicted,
+				Message: fmt.Sprintf("spec.matches: TrafficSplit %s/%s, which is older, already splits the same requests to Service %s", w.ts.Namespace, w.ts.Name, p.ts.Spec.Service)})
+		}
 	}
 }
 
-func sortedByAge(plans []*splitPlan) []*splitPlan {
-	out := append([]*splitPlan(nil), plans...)
-	slices.SortStableFunc(out, func(x, y *splitPlan) int {
-		a, b := x.ts, y.ts
-		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-			if a.CreationTimestamp.Before(&b.CreationTimestamp) {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
-	return out
+// olderThan orders splits by creation time, then name.
+func olderThan(a, b *smiapi.TrafficSplit) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
 }
 
 // orderRoutes puts the most specific matches first and a catch-all last:

@@ -61,28 +61,35 @@ type Result struct {
 // Translate reads every TrafficSplit and HTTPRouteGroup. It is pure.
 func Translate(objs Objects, services *kube.Index) Result {
 	groups, groupStatus := translateGroups(objs.HTTPRouteGroups())
-	var plans []*splitPlan
-	for _, ts := range objs.TrafficSplits() {
-		plans = append(plans, planSplit(ts, groups, services))
+	splits := objs.TrafficSplits()
+	plans := make([]splitPlan, len(splits))
+	// An accepted split has three conditions: they come from one array.
+	conds := make([]status.Condition, 3*len(splits))
+	for i, ts := range splits {
+		planSplit(&plans[i], ts, groups, services, conds[3*i:3*i:3*i+3])
 	}
 	resolveConflicts(plans)
-	res := Result{Routes: map[string][]ir.Route{}, Standby: map[string][]string{}, Status: groupStatus}
-	for _, p := range plans {
+	res := Result{Routes: make(map[string][]ir.Route, len(plans)), Standby: map[string][]string{},
+		Status: slices.Grow(groupStatus, len(plans))}
+	for i := range plans {
+		p := &plans[i]
 		if p.failed() {
 			res.Status = append(res.Status, p.status)
 			continue
 		}
 		p.accept(services)
 		res.Status = append(res.Status, p.status)
-		for host, backends := range p.hostBackends {
-			if routes := res.Routes[host]; routes != nil {
-				res.Routes[host] = append(routes, p.routes(backends)...)
-			} else {
-				res.Routes[host] = p.routes(backends)
+		for _, h := range p.hosts {
+			if len(h.backends) > 0 {
+				if routes := res.Routes[h.host]; routes != nil {
+					res.Routes[h.host] = append(routes, p.routes(h.backends)...)
+				} else {
+					res.Routes[h.host] = p.routes(h.backends)
+				}
 			}
-		}
-		for host, clusters := range p.standby {
-			res.Standby[host] = append(res.Standby[host], clusters...)
+			if len(h.standby) > 0 {
+				res.Standby[h.host] = append(res.Standby[h.host], h.standby...)
+			}
 		}
 	}
 	for host, routes := range res.Routes {

@@ -2,9 +2,9 @@ package smi
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -19,16 +19,26 @@ type splitPlan struct {
 	ts     *smiapi.TrafficSplit
 	status status.Object
 	root   *corev1.Service
+	// rootPorts are the names of the root's ports, in spec order.
+	rootPorts []kube.PortNames
 	// matches is nil for a split without matches (it takes every request).
 	matches []ir.Match
 	key     string
-	// hostBackends maps each root host name to the resolved weighted backends.
-	hostBackends map[string][]ir.Backend
-	// backendIndex maps a cluster name to its index in spec.backends.
-	backendIndex map[string]int
-	// standby maps each root host name to the clusters of weight-0 backends;
-	// nil if there are none.
-	standby map[string][]string
+	// hosts are the root's hosts, each once, with what the split sends
+	// them; in the order of the root's ports until accept sorts them.
+	hosts []hostSplit
+	// oneHost holds hosts for a root of one port.
+	oneHost [1]hostSplit
+}
+
+// hostSplit is what a split sends to one root host.
+type hostSplit struct {
+	host string
+	// backends are the resolved backends of weight > 0, in spec order
+	// (once per root port of this host).
+	backends []ir.Backend
+	// standby are the clusters of weight-0 backends.
+	standby []string
 }
 
 func (p *splitPlan) failed() bool {
@@ -44,18 +54,15 @@ func (p *splitPlan) unresolved(reason, format string, args ...any) {
 	p.status.Set(status.Condition{Type: status.Accepted, Status: status.False, Reason: reason, Message: msg})
 }
 
-func planSplit(ts *smiapi.TrafficSplit, groups map[string]group, services *kube.Index) *splitPlan {
-	p := &splitPlan{
-		ts:           ts,
-		status:       objectStatus(smiapi.TrafficSplitKind, ts.Namespace, ts.Name, ts.Generation),
-		hostBackends: map[string][]ir.Backend{},
-		backendIndex: map[string]int{},
-	}
+// planSplit fills p with the plan of ts. Its status conditions are
+// appended to conds, empty with room for those of an accepted split.
+func planSplit(p *splitPlan, ts *smiapi.TrafficSplit, groups map[string]group, services *kube.Index, conds []status.Condition) {
+	*p = splitPlan{ts: ts, status: objectStatus(smiapi.TrafficSplitKind, ts.Namespace, ts.Name, ts.Generation)}
+	p.status.Conditions = conds
 	if !p.checkWeights() || !p.resolveMatches(groups) || !p.resolveRoot(services) {
-		return p
+		return
 	}
 	p.resolveBackends(services)
-	return p
 }
 
 func (p *splitPlan) checkWeights() bool {
@@ -113,7 +120,7 @@ func (p *splitPlan) resolveRoot(services *kube.Index) bool {
 		p.unresolved(ReasonRootNotFound, "spec.service: must name the root Service")
 		return false
 	}
-	p.root = services.Service(p.ts.Namespace, p.ts.Spec.Service)
+	p.root, p.rootPorts = services.ServicePorts(p.ts.Namespace, p.ts.Spec.Service)
 	if p.root == nil {
 		p.unresolved(ReasonRootNotFound, "spec.service: Service %s/%s does not exist", p.ts.Namespace, p.ts.Spec.Service)
 		return false
@@ -128,10 +135,17 @@ func (p *splitPlan) resolveRoot(services *kube.Index) bool {
 // resolveBackends maps every root port to a port of each backend Service:
 // the same port number, else the same port name, else the backend's only port.
 func (p *splitPlan) resolveBackends(services *kube.Index) {
-	for _, rp := range p.root.Spec.Ports {
-		host := kube.HostName(p.root.Namespace, p.root.Name, uint32(rp.Port))
+	positive := 0
+	for _, b := range p.ts.Spec.Backends {
+		if b.Weight > 0 {
+			positive++
+		}
+	}
+	p.hosts = p.oneHost[:0]
+	for j, rp := range p.root.Spec.Ports {
+		h := p.hostSplit(p.rootPorts[j].Host, positive)
 		for i, b := range p.ts.Spec.Backends {
-			svc := services.Service(p.ts.Namespace, b.Service)
+			svc, ports := services.ServicePorts(p.ts.Namespace, b.Service)
 			if svc == nil {
 				p.unresolved(ReasonBackendNotFound, "spec.backends[%d].service: Service %s/%s does not exist", i, p.ts.Namespace, b.Service)
 				return
@@ -141,49 +155,68 @@ func (p *splitPlan) resolveBackends(services *kube.Index) {
 				p.unresolved(ReasonPortNotFound, "spec.backends[%d].service: Service %s/%s has no port matching root port %d (%q)", i, svc.Namespace, svc.Name, rp.Port, rp.Name)
 				return
 			}
-			cluster := kube.ClusterName(svc.Namespace, svc.Name, port)
+			cluster := ports[port].Cluster
 			if b.Weight == 0 {
-				if p.standby == nil {
-					p.standby = map[string][]string{}
-				}
-				p.standby[host] = append(p.standby[host], cluster)
+				h.standby = append(h.standby, cluster)
 				continue
 			}
-			p.backendIndex[cluster] = i
-			p.hostBackends[host] = append(p.hostBackends[host], ir.Backend{Cluster: cluster, Weight: uint32(b.Weight)})
+			h.backends = append(h.backends, ir.Backend{Cluster: cluster, Weight: uint32(b.Weight)})
 		}
 	}
 }
 
-func backendPort(svc *corev1.Service, root corev1.ServicePort) (uint32, bool) {
-	for _, sp := range svc.Spec.Ports {
-		if sp.Port == root.Port {
-			return uint32(sp.Port), true
+// hostSplit returns the entry of host in p.hosts, added with room for
+// positive backends if new. It is valid until the next call.
+func (p *splitPlan) hostSplit(host string, positive int) *hostSplit {
+	for i := range p.hosts {
+		if p.hosts[i].host == host {
+			return &p.hosts[i]
 		}
 	}
-	for _, sp := range svc.Spec.Ports {
+	p.hosts = append(p.hosts, hostSplit{host: host, backends: make([]ir.Backend, 0, positive)})
+	return &p.hosts[len(p.hosts)-1]
+}
+
+// backendPort returns the index in svc's ports of the port that root maps
+// to.
+func backendPort(svc *corev1.Service, root corev1.ServicePort) (int, bool) {
+	for i, sp := range svc.Spec.Ports {
+		if sp.Port == root.Port {
+			return i, true
+		}
+	}
+	for i, sp := range svc.Spec.Ports {
 		if root.Name != "" && sp.Name == root.Name {
-			return uint32(sp.Port), true
+			return i, true
 		}
 	}
 	if len(svc.Spec.Ports) == 1 {
-		return uint32(svc.Spec.Ports[0].Port), true
+		return 0, true
 	}
 	return 0, false
 }
 
 // accept records the positive conditions, and says which backends have no
-// ready endpoint.
+// ready endpoint. It sorts p.hosts by host name.
 func (p *splitPlan) accept(services *kube.Index) {
+	routed := 0
+	for _, h := range p.hosts {
+		if len(h.backends) > 0 {
+			routed++
+		}
+	}
 	p.status.Set(status.Condition{Type: status.Accepted, Status: status.True, Reason: ReasonAccepted,
-		Message: "routes " + p.root.Namespace + "/" + p.root.Name + " on " + strconv.Itoa(len(p.hostBackends)) + " port(s)"})
+		Message: "routes " + p.root.Namespace + "/" + p.root.Name + " on " + strconv.Itoa(routed) + " port(s)"})
 	p.status.Set(status.Condition{Type: status.ResolvedRefs, Status: status.True, Reason: ReasonResolvedRefs, Message: "all references resolved"})
+	if len(p.hosts) > 1 {
+		slices.SortFunc(p.hosts, func(a, b hostSplit) int { return strings.Compare(a.host, b.host) })
+	}
 	var empty, seen []string
-	for _, host := range p.sortedHosts() {
-		for _, b := range p.hostBackends[host] {
+	for _, h := range p.hosts {
+		for _, b := range h.backends {
 			if c := services.Clusters[b.Cluster]; c != nil && len(c.Endpoints) == 0 && !slices.Contains(seen, b.Cluster) {
 				seen = append(seen, b.Cluster)
-				empty = append(empty, fmt.Sprintf("spec.backends[%d] (%s)", p.backendIndex[b.Cluster], b.Cluster))
+				empty = append(empty, fmt.Sprintf("spec.backends[%d] (%s)", p.backendIndex(services, b.Cluster), b.Cluster))
 			}
 		}
 	}
@@ -195,14 +228,22 @@ func (p *splitPlan) accept(services *kube.Index) {
 	p.status.Set(status.Condition{Type: BackendsReady, Status: status.True, Reason: ReasonAccepted, Message: "every backend has ready endpoints"})
 }
 
-// sortedHosts returns the root host names, sorted.
-func (p *splitPlan) sortedHosts() []string {
-	if len(p.hostBackends) == 1 {
-		for host := range p.hostBackends {
-			return []string{host}
+// backendIndex returns the index in spec.backends of the last backend of
+// weight > 0 whose Service has cluster; -1 if none.
+func (p *splitPlan) backendIndex(services *kube.Index, cluster string) int {
+	for i := len(p.ts.Spec.Backends) - 1; i >= 0; i-- {
+		b := p.ts.Spec.Backends[i]
+		if b.Weight == 0 {
+			continue
+		}
+		_, ports := services.ServicePorts(p.ts.Namespace, b.Service)
+		for _, n := range ports {
+			if n.Cluster == cluster {
+				return i
+			}
 		}
 	}
-	return slices.Sorted(maps.Keys(p.hostBackends))
+	return -1
 }
 
 // routes returns this split's routes to backends (those of one host);
