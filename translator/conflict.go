@@ -50,31 +50,43 @@ func (o owner) olderThan(b owner) bool {
 // on every object involved as Conflicted=True, and a loser left with no
 // host is Accepted=False.
 func hostPolicies(objs Objects, split smi.Result, mesh istio.Result, st []status.Object) map[string]hostPolicy {
-	ages := ownerAges(objs)
-	out := map[string]hostPolicy{}
-	notes := map[owner][]string{}
-	routed, lost := map[owner]int{}, map[owner]int{}
+	out := make(map[string]hostPolicy, len(split.Routes)+len(mesh.Routes))
 	for host, routes := range split.Routes {
 		out[host] = hostPolicy{routes: routes, standby: split.Standby[host], fallback: true}
-		for _, o := range ownersOf(routes, ages) {
-			routed[o]++
-		}
 	}
+	var shared []string
 	for host, routes := range mesh.Routes {
-		vsOwner := ownersOf(routes, ages)
-		for _, o := range vsOwner {
-			routed[o]++
-		}
-		smiRoutes, both := split.Routes[host]
-		if !both {
-			out[host] = hostPolicy{routes: routes, standby: mesh.Standby[host]}
+		if _, both := split.Routes[host]; both {
+			shared = append(shared, host)
 			continue
 		}
-		splits := ownersOf(smiRoutes, ages)
+		out[host] = hostPolicy{routes: routes, standby: mesh.Standby[host]}
+	}
+	if len(shared) > 0 {
+		resolveShared(objs, split, mesh, st, shared, out)
+	}
+	return out
+}
+
+// resolveShared gives each of the shared hosts, which both SMI and Istio
+// route, to the oldest object, and reports the conflicts.
+func resolveShared(objs Objects, split smi.Result, mesh istio.Result, st []status.Object, shared []string, out map[string]hostPolicy) {
+	ages := ownerAges(objs)
+	notes := map[owner][]string{}
+	routed, lost := map[owner]int{}, map[owner]int{}
+	for _, policy := range []map[string][]ir.Route{split.Routes, mesh.Routes} {
+		for _, routes := range policy {
+			for _, o := range ownersOf(routes, ages) {
+				routed[o]++
+			}
+		}
+	}
+	for _, host := range shared {
+		splits, vsOwner := ownersOf(split.Routes[host], ages), ownersOf(mesh.Routes[host], ages)
 		winners, losers := splits, vsOwner
 		if vsOwner[0].olderThan(splits[0]) {
 			winners, losers = vsOwner, splits
-			out[host] = hostPolicy{routes: routes, standby: mesh.Standby[host]}
+			out[host] = hostPolicy{routes: mesh.Routes[host], standby: mesh.Standby[host]}
 		}
 		for _, w := range winners {
 			notes[w] = append(notes[w], fmt.Sprintf("host %s is also routed by %s: this object is older and wins", host, list(losers)))
@@ -85,7 +97,6 @@ func hostPolicies(objs Objects, split smi.Result, mesh istio.Result, st []status
 		}
 	}
 	reportConflicts(objs, st, notes, routed, lost)
-	return out
 }
 
 // reportConflicts writes the Conflicted conditions. A loser that routes
