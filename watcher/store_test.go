@@ -203,6 +203,37 @@ func TestSnapshotIndexes(t *testing.T) {
 	}
 }
 
+// TestSnapshotServicesWithSlices checks that each Service gets its own
+// EndpointSlices, also where keys of other namespaces and Services sort
+// between them ("a-b/web" before "a/web", "web-x" before "web2").
+func TestSnapshotServicesWithSlices(t *testing.T) {
+	s := newStore(t)
+	replace(t, s, "a.yaml",
+		svcObj("a", "web", 80), svcObj("a", "web-x", 80), svcObj("a", "web2", 80), svcObj("a", "db", 80), svcObj("a-b", "web", 80),
+		sliceObj("a", "web-2", "web"), sliceObj("a", "web-1", "web"), sliceObj("a", "web-x-1", "web-x"), sliceObj("a", "web2-1", "web2"),
+		sliceObj("a", "ghost-1", "ghost"), sliceObj("a-b", "web-1", "web"), sliceObj("a", "unlabelled", ""),
+	)
+	sn := s.Snapshot()
+	services, slices := sn.ServicesWithSlices()
+	got := map[string][]string{}
+	for i, svc := range services {
+		key := svc.Namespace + "/" + svc.Name
+		for _, o := range asMeta(slices[i]) {
+			got[key] = append(got[key], o.GetName())
+		}
+		if diff := cmp.Diff(sn.EndpointSlicesFor(svc.Namespace, svc.Name), slices[i]); diff != "" {
+			t.Errorf("%s: ServicesWithSlices and EndpointSlicesFor differ (-For +With):\n%s", key, diff)
+		}
+	}
+	want := map[string][]string{"a/web": {"web-1", "web-2"}, "a/web-x": {"web-x-1"}, "a/web2": {"web2-1"}, "a-b/web": {"web-1"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("slices by Service (-want +got):\n%s", diff)
+	}
+	if len(services) != 5 {
+		t.Errorf("%d Services, want 5", len(services))
+	}
+}
+
 func asMeta[T any, P interface {
 	*T
 	metav1.Object

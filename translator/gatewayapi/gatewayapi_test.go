@@ -20,15 +20,16 @@ type objects struct {
 	services []*corev1.Service
 }
 
-func (o objects) GatewayClasses() []*gwapiv1.GatewayClass                       { return o.classes }
-func (o objects) Gateways() []*gwapiv1.Gateway                                  { return o.gateways }
-func (o objects) HTTPRoutes() []*gwapiv1.HTTPRoute                              { return o.routes }
-func (o objects) ReferenceGrants() []*gwapiv1.ReferenceGrant                    { return nil }
-func (o objects) Secret(string, string) *corev1.Secret                          { return nil }
-func (o objects) Services() []*corev1.Service                                   { return o.services }
-func (o objects) EndpointSlicesFor(string, string) []*discoveryv1.EndpointSlice { return nil }
-func (o objects) PodsIn(string) []*corev1.Pod                                   { return nil }
-func (o objects) Pod(string, string) *corev1.Pod                                { return nil }
+func (o objects) GatewayClasses() []*gwapiv1.GatewayClass    { return o.classes }
+func (o objects) Gateways() []*gwapiv1.Gateway               { return o.gateways }
+func (o objects) HTTPRoutes() []*gwapiv1.HTTPRoute           { return o.routes }
+func (o objects) ReferenceGrants() []*gwapiv1.ReferenceGrant { return nil }
+func (o objects) Secret(string, string) *corev1.Secret       { return nil }
+func (o objects) ServicesWithSlices() ([]*corev1.Service, [][]*discoveryv1.EndpointSlice) {
+	return o.services, make([][]*discoveryv1.EndpointSlice, len(o.services))
+}
+func (o objects) PodsIn(string) []*corev1.Pod    { return nil }
+func (o objects) Pod(string, string) *corev1.Pod { return nil }
 
 // TestSparseObjects translates objects with the optional fields the
 // API server would default left out, and filters without their

@@ -17,8 +17,9 @@ import (
 
 // Objects is the read-only view of the store this package needs.
 type Objects interface {
-	Services() []*corev1.Service
-	EndpointSlicesFor(namespace, service string) []*discoveryv1.EndpointSlice
+	// ServicesWithSlices returns every Service, sorted by namespace/name,
+	// and at the same index the EndpointSlices labelled for it.
+	ServicesWithSlices() ([]*corev1.Service, [][]*discoveryv1.EndpointSlice)
 	PodsIn(namespace string) []*corev1.Pod
 	// Pod returns the Pod namespace/name, or nil.
 	Pod(namespace, name string) *corev1.Pod
@@ -69,7 +70,7 @@ func Build(objs Objects, versionLabels []string) *Index {
 		versionLabels = DefaultVersionLabels
 	}
 	v := versions{objs: objs, labels: versionLabels}
-	services := objs.Services()
+	services, slices := objs.ServicesWithSlices()
 	ports := 0
 	for _, svc := range services {
 		ports += len(svc.Spec.Ports)
@@ -84,7 +85,7 @@ func Build(objs Objects, versionLabels []string) *Index {
 	clusters := make([]ir.Cluster, ports)
 	routes, backends := make([]ir.Route, ports), make([]ir.Backend, ports)
 	names := make([]PortNames, ports)
-	for _, svc := range services {
+	for s, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
@@ -94,7 +95,7 @@ func Build(objs Objects, versionLabels []string) *Index {
 		for i, sp := range svc.Spec.Ports {
 			n := len(idx.Hosts)
 			c := &clusters[n]
-			buildCluster(c, v, svc, sp)
+			buildCluster(c, v, svc, slices[s], sp)
 			idx.Clusters[c.Name] = c
 			backends[n] = ir.Backend{Cluster: c.Name, Weight: 1}
 			routes[n] = ir.Route{Name: routeName, Backends: backends[n : n+1 : n+1]}
@@ -200,8 +201,9 @@ func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, routes []i
 	}
 }
 
-// buildCluster fills c with the cluster of a Service port.
-func buildCluster(c *ir.Cluster, v versions, svc *corev1.Service, sp corev1.ServicePort) {
+// buildCluster fills c with the cluster of a Service port; slices are
+// the Service's EndpointSlices.
+func buildCluster(c *ir.Cluster, v versions, svc *corev1.Service, slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) {
 	*c = ir.Cluster{
 		Name:      ClusterName(svc.Namespace, svc.Name, uint32(sp.Port)),
 		Service:   svc.Name,
@@ -209,7 +211,6 @@ func buildCluster(c *ir.Cluster, v versions, svc *corev1.Service, sp corev1.Serv
 		Port:      uint32(sp.Port),
 		Protocol:  protocolOf(sp),
 	}
-	slices := v.objs.EndpointSlicesFor(svc.Namespace, svc.Name)
 	if len(slices) > 0 {
 		c.Endpoints = endpointsFromSlices(v, slices, sp.Name)
 	} else if len(svc.Spec.Selector) > 0 {

@@ -20,16 +20,16 @@ type objects struct {
 	pods     []*corev1.Pod
 }
 
-func (o objects) Services() []*corev1.Service { return o.services }
-
-func (o objects) EndpointSlicesFor(namespace, service string) []*discoveryv1.EndpointSlice {
-	var out []*discoveryv1.EndpointSlice
-	for _, s := range o.slices {
-		if s.Namespace == namespace && s.Labels[discoveryv1.LabelServiceName] == service {
-			out = append(out, s)
+func (o objects) ServicesWithSlices() ([]*corev1.Service, [][]*discoveryv1.EndpointSlice) {
+	slices := make([][]*discoveryv1.EndpointSlice, len(o.services))
+	for i, svc := range o.services {
+		for _, s := range o.slices {
+			if s.Namespace == svc.Namespace && s.Labels[discoveryv1.LabelServiceName] == svc.Name {
+				slices[i] = append(slices[i], s)
+			}
 		}
 	}
-	return out
+	return o.services, slices
 }
 
 func (o objects) PodsIn(namespace string) []*corev1.Pod {
