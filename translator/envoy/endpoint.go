@@ -16,7 +16,7 @@ func buildLoadAssignment(c ir.Cluster) *endpointv3.ClusterLoadAssignment {
 }
 
 // endpointAllocator builds load assignments, taking their many small
-// messages (seven per endpoint) from slabs. Their localities share one
+// messages (seven per endpoint) and lists from slabs. Their localities share one
 // weight message. Not safe for concurrent use; the zero value is ready.
 type endpointAllocator struct {
 	assignments slab[endpointv3.ClusterLoadAssignment]
@@ -28,6 +28,10 @@ type endpointAllocator struct {
 	sockets     slab[corev3.Address_SocketAddress]
 	socketAddrs slab[corev3.SocketAddress]
 	ports       slab[corev3.SocketAddress_PortValue]
+	zones       slab[corev3.Locality]
+	// Lists of localities and of endpoints.
+	localityLists slab[*endpointv3.LocalityLbEndpoints]
+	lbLists       slab[*endpointv3.LbEndpoint]
 	// localityWeight is the weight of every locality, made on first use and
 	// shared: callers must not modify it.
 	localityWeight *wrapperspb.UInt32Value
@@ -37,6 +41,9 @@ type endpointAllocator struct {
 func (a *endpointAllocator) loadAssignment(c *ir.Cluster) *endpointv3.ClusterLoadAssignment {
 	cla := a.assignments.new()
 	cla.ClusterName = c.Name
+	if zones := zoneCount(c.Endpoints); zones > 0 {
+		cla.Endpoints = a.localityLists.slice(zones)[:0]
+	}
 	var cur *endpointv3.LocalityLbEndpoints
 	for i := range c.Endpoints {
 		ep := &c.Endpoints[i]
@@ -47,6 +54,17 @@ func (a *endpointAllocator) loadAssignment(c *ir.Cluster) *endpointv3.ClusterLoa
 		cur.LbEndpoints = append(cur.LbEndpoints, a.lbEndpoint(ep))
 	}
 	return cla
+}
+
+// zoneCount is how many runs of endpoints of one zone eps has.
+func zoneCount(eps []ir.Endpoint) int {
+	n := 0
+	for i := range eps {
+		if i == 0 || eps[i].Zone != eps[i-1].Zone {
+			n++
+		}
+	}
+	return n
 }
 
 // zoneSize is how many of eps, from the first, share its zone.
@@ -60,12 +78,13 @@ func zoneSize(eps []ir.Endpoint) int {
 
 func (a *endpointAllocator) locality(zone string, size int) *endpointv3.LocalityLbEndpoints {
 	l := a.localities.new()
-	l.Locality = &corev3.Locality{Zone: zone}
+	l.Locality = a.zones.new()
+	l.Locality.Zone = zone
 	if a.localityWeight == nil {
 		a.localityWeight = wrapperspb.UInt32(1)
 	}
 	l.LoadBalancingWeight = a.localityWeight
-	l.LbEndpoints = make([]*endpointv3.LbEndpoint, 0, size)
+	l.LbEndpoints = a.lbLists.slice(size)[:0]
 	return l
 }
 

@@ -51,9 +51,9 @@ func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyN
 func claimedSidecarDomains(hosts []ir.Host, proxyNamespace string, unique bool) ([][]string, int) {
 	domains := make([][]string, len(hosts))
 	total := 0
-	var strs slab[string]
+	var a domainAllocator
 	for i, h := range hosts {
-		domains[i] = sidecarDomainsIn(&strs, h, proxyNamespace)
+		domains[i] = sidecarDomainsIn(&a, h, proxyNamespace)
 		total += len(domains[i])
 	}
 	if !unique {
@@ -138,69 +138,75 @@ func isHostName(h ir.Host) bool {
 // without it. The short name alone only works in the proxy's namespace.
 // The names share one string.
 func sidecarDomains(h ir.Host, proxyNamespace string) []string {
-	var strs slab[string]
-	return sidecarDomainsIn(&strs, h, proxyNamespace)
+	var a domainAllocator
+	return sidecarDomainsIn(&a, h, proxyNamespace)
 }
 
-// sidecarDomainsIn is sidecarDomains, the list taken from strs.
-func sidecarDomainsIn(strs *slab[string], h ir.Host, proxyNamespace string) []string {
-	var w domainWriter
-	w.port = strconv.AppendUint(w.portBuf[:0], uint64(h.Port), 10)
-	w.sb.Grow(4*len(h.Service) + 3*len(h.Namespace) + len(h.ClusterIP) + 30 + 5*(1+len(w.port)))
-	w.serviceName(h, ".svc.cluster.local")
-	w.serviceName(h, ".svc")
-	w.serviceName(h, "")
+// domainAllocator holds the lists and the text of many hosts' domains. Not
+// safe for concurrent use; the zero value is ready.
+type domainAllocator struct {
+	lists slab[string]
+	text  textSlab
+}
+
+// sidecarDomainsIn is sidecarDomains, the list and its text taken from a.
+func sidecarDomainsIn(a *domainAllocator, h ir.Host, proxyNamespace string) []string {
+	var textBuf [256]byte
+	var portBuf [10]byte
+	w := domainWriter{text: textBuf[:0], port: strconv.AppendUint(portBuf[:0], uint64(h.Port), 10)}
+	w = w.serviceName(h, ".svc.cluster.local")
+	w = w.serviceName(h, ".svc")
+	w = w.serviceName(h, "")
 	if h.Namespace == proxyNamespace {
-		w.name(h.Service, "", "")
+		w = w.name(h.Service, "", "")
 	}
 	if h.ClusterIP != "" {
 		if strings.Contains(h.ClusterIP, ":") {
-			w.name("[", h.ClusterIP, "]")
+			w = w.name("[", h.ClusterIP, "]")
 		} else {
-			w.name(h.ClusterIP)
+			w = w.name(h.ClusterIP)
 		}
 	}
-	return w.domains(strs, h.BareNames)
+	return w.domains(a, h.BareNames)
 }
 
-// domainWriter writes up to five names, each followed by ":port", into one
-// string.
+// domainWriter writes up to five names, each followed by ":port", into
+// text. Its methods return the updated writer, so that it and its buffers
+// can stay on the caller's stack.
 type domainWriter struct {
-	sb      strings.Builder
-	portBuf [10]byte
-	port    []byte
+	text, port []byte
 	// spans[i] are the start of name i, its end, and the end of its
 	// ":port" form.
 	spans [5][3]int
 	n     int
 }
 
-func (w *domainWriter) serviceName(h ir.Host, suffix string) {
-	w.name(h.Service, ".", h.Namespace, suffix)
+func (w domainWriter) serviceName(h ir.Host, suffix string) domainWriter {
+	return w.name(h.Service, ".", h.Namespace, suffix)
 }
 
 // name writes the concatenation of parts.
-func (w *domainWriter) name(parts ...string) {
-	start := w.sb.Len()
+func (w domainWriter) name(parts ...string) domainWriter {
+	start := len(w.text)
 	for _, p := range parts {
-		w.sb.WriteString(p)
+		w.text = append(w.text, p...)
 	}
-	nameEnd := w.sb.Len()
-	w.sb.WriteByte(':')
-	w.sb.Write(w.port)
-	w.spans[w.n] = [3]int{start, nameEnd, w.sb.Len()}
+	nameEnd := len(w.text)
+	w.text = append(append(w.text, ':'), w.port...)
+	w.spans[w.n] = [3]int{start, nameEnd, len(w.text)}
 	w.n++
+	return w
 }
 
 // domains returns the names with ":port", then, if bare, without; the list
-// is taken from strs.
-func (w *domainWriter) domains(strs *slab[string], bare bool) []string {
-	s := w.sb.String()
+// and the names' one string are taken from a.
+func (w *domainWriter) domains(a *domainAllocator, bare bool) []string {
+	s := a.text.string(w.text)
 	size := w.n
 	if bare {
 		size *= 2
 	}
-	out := strs.slice(size)[:0]
+	out := a.lists.slice(size)[:0]
 	for _, sp := range w.spans[:w.n] {
 		out = append(out, s[sp[0]:sp[2]])
 	}
@@ -283,6 +289,12 @@ type routeAllocator struct {
 	actions  slab[routev3.RouteAction]
 	clusters slab[routev3.RouteAction_Cluster]
 	lists    slab[*routev3.Route]
+	// The parts of weighted cluster specifiers.
+	specs        slab[routev3.RouteAction_WeightedClusters]
+	weighted     slab[routev3.WeightedCluster]
+	weightLists  slab[*routev3.WeightedCluster_ClusterWeight]
+	weights      slab[routev3.WeightedCluster_ClusterWeight]
+	weightValues slab[wrapperspb.UInt32Value]
 	// catchAll is made on first use.
 	catchAll *routev3.RouteMatch
 }
@@ -301,7 +313,7 @@ func (a *routeAllocator) route(r *ir.Route) *routev3.Route {
 		c.Cluster = r.Backends[0].Cluster
 		action.ClusterSpecifier = c
 	} else {
-		action.ClusterSpecifier = weightedClusters(r.Backends, r.HashVersions)
+		action.ClusterSpecifier = a.weightedClusters(r.Backends, r.HashVersions)
 	}
 	forward := a.forwards.new()
 	forward.Route = action
@@ -462,6 +474,25 @@ func weightedClusters(backends []ir.Backend, hashVersions bool) *routev3.RouteAc
 		wc.RandomValueSpecifier = &routev3.WeightedCluster_UseHashPolicy{UseHashPolicy: wrapperspb.Bool(true)}
 	}
 	return &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+}
+
+// weightedClusters is the function weightedClusters, its messages taken
+// from slabs.
+func (a *routeAllocator) weightedClusters(backends []ir.Backend, hashVersions bool) *routev3.RouteAction_WeightedClusters {
+	wc := a.weighted.new()
+	wc.Clusters = a.weightLists.slice(len(backends))
+	weights, values := a.weights.slice(len(backends)), a.weightValues.slice(len(backends))
+	for i, b := range backends {
+		values[i].Value = b.Weight
+		weights[i].Name, weights[i].Weight = b.Cluster, &values[i]
+		wc.Clusters[i] = &weights[i]
+	}
+	if hashVersions {
+		wc.RandomValueSpecifier = &routev3.WeightedCluster_UseHashPolicy{UseHashPolicy: wrapperspb.Bool(true)}
+	}
+	spec := a.specs.new()
+	spec.WeightedClusters = wc
+	return spec
 }
 
 // buildDuration returns nil for 0 (not set) and 0s, which Envoy reads as

@@ -145,10 +145,10 @@ type sharedScopes struct {
 
 func buildSharedScopes(hosts []ir.Host) *sharedScopes {
 	var a scopeAllocator
-	var strs slab[string]
+	var da domainAllocator
 	s := &sharedScopes{anyNamespace: make([][]*routev3.ScopedRouteConfiguration, len(hosts)), short: make([][]*routev3.ScopedRouteConfiguration, len(hosts))}
 	for i, h := range hosts {
-		s.anyNamespace[i] = a.scopesFor(sidecarDomainsIn(&strs, h, ""), h.Name)
+		s.anyNamespace[i] = a.scopesFor(sidecarDomainsIn(&da, h, ""), h.Name)
 		s.short[i] = a.scopesFor(shortDomains(h), h.Name)
 	}
 	return s
