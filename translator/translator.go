@@ -105,16 +105,18 @@ func uniqueSecrets(lists ...[]ir.Secret) []ir.Secret {
 
 // withPolicyRoutes replaces the host's default route with a policy's
 // routes; with fallback, the default route stays after them unless the
-// policy has its own catch-all.
+// policy has its own catch-all. The host may share routes' array: route
+// lists are not modified once a front-end has returned them.
 func withPolicyRoutes(h ir.Host, routes []ir.Route, fallback bool) ir.Host {
 	if len(routes) == 0 {
 		return h
 	}
-	out := append([]ir.Route(nil), routes...)
-	if fallback && !out[len(out)-1].Match.IsCatchAll() {
-		out = append(out, h.Routes...)
+	if !fallback || routes[len(routes)-1].Match.IsCatchAll() {
+		h.Routes = routes
+		return h
 	}
-	h.Routes = out
+	out := make([]ir.Route, 0, len(routes)+len(h.Routes))
+	h.Routes = append(append(out, routes...), h.Routes...)
 	return h
 }
 
