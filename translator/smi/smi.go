@@ -71,6 +71,8 @@ func Translate(objs Objects, services *kube.Index) Result {
 	resolveConflicts(plans)
 	res := Result{Routes: make(map[string][]ir.Route, len(plans)), Standby: map[string][]string{},
 		Status: slices.Grow(groupStatus, len(plans))}
+	// The routes come from one array too.
+	spare := make([]ir.Route, routeCount(plans))
 	for i := range plans {
 		p := &plans[i]
 		if p.failed() {
@@ -82,9 +84,9 @@ func Translate(objs Objects, services *kube.Index) Result {
 		for _, h := range p.hosts {
 			if len(h.backends) > 0 {
 				if routes := res.Routes[h.host]; routes != nil {
-					res.Routes[h.host] = append(routes, p.routes(h.backends)...)
+					res.Routes[h.host] = append(routes, p.routes(h.backends, &spare)...)
 				} else {
-					res.Routes[h.host] = p.routes(h.backends)
+					res.Routes[h.host] = p.routes(h.backends, &spare)
 				}
 			}
 			if len(h.standby) > 0 {

@@ -247,16 +247,39 @@ func (p *splitPlan) backendIndex(services *kube.Index, cluster string) int {
 }
 
 // routes returns this split's routes to backends (those of one host);
-// matches are ORed, one route each.
-func (p *splitPlan) routes(backends []ir.Backend) []ir.Route {
-	if p.matches == nil {
-		return []ir.Route{{Name: p.routeName(0), Backends: backends}}
+// matches are ORed, one route each. The list is taken from spare when it
+// has room.
+func (p *splitPlan) routes(backends []ir.Backend, spare *[]ir.Route) []ir.Route {
+	n := max(1, len(p.matches))
+	var out []ir.Route
+	if len(*spare) >= n {
+		out, *spare = (*spare)[:n:n], (*spare)[n:]
+	} else {
+		out = make([]ir.Route, n)
 	}
-	out := make([]ir.Route, len(p.matches))
+	if p.matches == nil {
+		out[0] = ir.Route{Name: p.routeName(0), Backends: backends}
+		return out
+	}
 	for i, m := range p.matches {
 		out[i] = ir.Route{Name: p.routeName(i), Match: m, Backends: backends}
 	}
 	return out
+}
+
+// routeCount is how many routes the accepted plans make.
+func routeCount(plans []splitPlan) int {
+	n := 0
+	for i := range plans {
+		if p := &plans[i]; !p.failed() {
+			for _, h := range p.hosts {
+				if len(h.backends) > 0 {
+					n += max(1, len(p.matches))
+				}
+			}
+		}
+	}
+	return n
 }
 
 func (p *splitPlan) routeName(i int) string {
