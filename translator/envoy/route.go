@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/weir-mesh/weir/translator/internal/text"
 	"github.com/weir-mesh/weir/translator/ir"
 )
 
@@ -146,7 +147,7 @@ func sidecarDomains(h ir.Host, proxyNamespace string) []string {
 // safe for concurrent use; the zero value is ready.
 type domainAllocator struct {
 	lists slab[string]
-	text  textSlab
+	text  text.Slab
 }
 
 // sidecarDomainsIn is sidecarDomains, the list and its text taken from a.
@@ -201,7 +202,7 @@ func (w domainWriter) name(parts ...string) domainWriter {
 // domains returns the names with ":port", then, if bare, without; the list
 // and the names' one string are taken from a.
 func (w *domainWriter) domains(a *domainAllocator, bare bool) []string {
-	s := a.text.string(w.text)
+	s := a.text.String(w.text)
 	size := w.n
 	if bare {
 		size *= 2

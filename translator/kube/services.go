@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/weir-mesh/weir/translator/internal/text"
 	"github.com/weir-mesh/weir/translator/ir"
 )
 
@@ -31,12 +32,31 @@ var DefaultVersionLabels = []string{"version"}
 
 // ClusterName returns the IR/Envoy name of a Service port's cluster.
 func ClusterName(namespace, service string, port uint32) string {
-	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "||" + service + "." + namespace + ".svc.cluster.local"
+	var buf [128]byte
+	return string(appendClusterName(buf[:0], namespace, service, port))
 }
 
 // HostName returns the IR name of a Service port.
 func HostName(namespace, service string, port uint32) string {
-	return service + "." + namespace + ".svc.cluster.local:" + strconv.FormatUint(uint64(port), 10)
+	var buf [128]byte
+	return string(appendHostName(buf[:0], namespace, service, port))
+}
+
+// appendClusterName appends ClusterName(namespace, service, port) to b.
+func appendClusterName(b []byte, namespace, service string, port uint32) []byte {
+	b = strconv.AppendUint(append(b, "outbound|"...), uint64(port), 10)
+	return append(appendFQDN(append(b, "||"...), namespace, service), ".svc.cluster.local"...)
+}
+
+// appendHostName appends HostName(namespace, service, port) to b.
+func appendHostName(b []byte, namespace, service string, port uint32) []byte {
+	b = append(appendFQDN(b, namespace, service), ".svc.cluster.local:"...)
+	return strconv.AppendUint(b, uint64(port), 10)
+}
+
+// appendFQDN appends "<service>.<namespace>" to b.
+func appendFQDN(b []byte, namespace, service string) []byte {
+	return append(append(append(b, service...), '.'), namespace...)
 }
 
 // Index holds every Service port as a host with a default route to its own
@@ -85,22 +105,29 @@ func Build(objs Objects, versionLabels []string) *Index {
 	clusters := make([]ir.Cluster, ports)
 	routes, backends := make([]ir.Route, ports), make([]ir.Backend, ports)
 	names := make([]PortNames, ports)
+	// Names are written into buf, then copied into strs.
+	var strs text.Slab
+	var buf [256]byte
 	for s, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
 		first := len(idx.Hosts)
 		bare := barePortIndex(svc.Spec.Ports)
-		routeName := "Service/" + svc.Namespace + "/" + svc.Name
+		routeName := strs.String(append(append(append(append(buf[:0], "Service/"...), svc.Namespace...), '/'), svc.Name...))
 		for i, sp := range svc.Spec.Ports {
 			n := len(idx.Hosts)
+			port := uint32(sp.Port)
+			names[n] = PortNames{
+				Host:    strs.String(appendHostName(buf[:0], svc.Namespace, svc.Name, port)),
+				Cluster: strs.String(appendClusterName(buf[:0], svc.Namespace, svc.Name, port)),
+			}
 			c := &clusters[n]
-			buildCluster(c, v, svc, slices[s], sp)
+			buildCluster(c, names[n].Cluster, v, svc, slices[s], sp)
 			idx.Clusters[c.Name] = c
 			backends[n] = ir.Backend{Cluster: c.Name, Weight: 1}
 			routes[n] = ir.Route{Name: routeName, Backends: backends[n : n+1 : n+1]}
-			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, i == bare, routes[n:n+1:n+1]))
-			names[n] = PortNames{Host: idx.Hosts[n].Name, Cluster: c.Name}
+			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, names[n].Host, i == bare, routes[n:n+1:n+1]))
 		}
 		idx.services[serviceKey{svc.Namespace, svc.Name}] = indexed{svc, names[first:len(idx.Hosts):len(idx.Hosts)]}
 	}
@@ -183,15 +210,15 @@ func barePortIndex(ports []corev1.ServicePort) int {
 	return 0
 }
 
-// buildHost returns the host of a Service port; routes is its default
-// route, to the port's own cluster.
-func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, routes []ir.Route) ir.Host {
+// buildHost returns the host of a Service port, named name (HostName of
+// the port); routes is its default route, to the port's own cluster.
+func buildHost(svc *corev1.Service, sp corev1.ServicePort, name string, bare bool, routes []ir.Route) ir.Host {
 	clusterIP := svc.Spec.ClusterIP
 	if clusterIP == corev1.ClusterIPNone {
 		clusterIP = ""
 	}
 	return ir.Host{
-		Name:      HostName(svc.Namespace, svc.Name, uint32(sp.Port)),
+		Name:      name,
 		Service:   svc.Name,
 		Namespace: svc.Namespace,
 		Port:      uint32(sp.Port),
@@ -201,11 +228,11 @@ func buildHost(svc *corev1.Service, sp corev1.ServicePort, bare bool, routes []i
 	}
 }
 
-// buildCluster fills c with the cluster of a Service port; slices are
-// the Service's EndpointSlices.
-func buildCluster(c *ir.Cluster, v versions, svc *corev1.Service, slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) {
+// buildCluster fills c with the cluster of a Service port, named name
+// (ClusterName of the port); slices are the Service's EndpointSlices.
+func buildCluster(c *ir.Cluster, name string, v versions, svc *corev1.Service, slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) {
 	*c = ir.Cluster{
-		Name:      ClusterName(svc.Namespace, svc.Name, uint32(sp.Port)),
+		Name:      name,
 		Service:   svc.Name,
 		Namespace: svc.Namespace,
 		Port:      uint32(sp.Port),
