@@ -107,6 +107,7 @@ func Build(objs Objects, versionLabels []string) *Index {
 	names := make([]PortNames, ports)
 	// Names are written into buf, then copied into strs.
 	var strs text.Slab
+	var eps endpointSlab
 	var buf [256]byte
 	for s, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
@@ -123,7 +124,7 @@ func Build(objs Objects, versionLabels []string) *Index {
 				Cluster: strs.String(appendClusterName(buf[:0], svc.Namespace, svc.Name, port)),
 			}
 			c := &clusters[n]
-			buildCluster(c, names[n].Cluster, v, svc, slices[s], sp)
+			buildCluster(c, names[n].Cluster, v, &eps, svc, slices[s], sp)
 			idx.Clusters[c.Name] = c
 			backends[n] = ir.Backend{Cluster: c.Name, Weight: 1}
 			routes[n] = ir.Route{Name: routeName, Backends: backends[n : n+1 : n+1]}
@@ -230,7 +231,8 @@ func buildHost(svc *corev1.Service, sp corev1.ServicePort, name string, bare boo
 
 // buildCluster fills c with the cluster of a Service port, named name
 // (ClusterName of the port); slices are the Service's EndpointSlices.
-func buildCluster(c *ir.Cluster, name string, v versions, svc *corev1.Service, slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) {
+// Endpoints read from slices are taken from eps.
+func buildCluster(c *ir.Cluster, name string, v versions, eps *endpointSlab, svc *corev1.Service, slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) {
 	*c = ir.Cluster{
 		Name:      name,
 		Service:   svc.Name,
@@ -239,7 +241,7 @@ func buildCluster(c *ir.Cluster, name string, v versions, svc *corev1.Service, s
 		Protocol:  protocolOf(sp),
 	}
 	if len(slices) > 0 {
-		c.Endpoints = endpointsFromSlices(v, slices, sp.Name)
+		c.Endpoints = endpointsFromSlices(v, eps, slices, sp.Name)
 	} else if len(svc.Spec.Selector) > 0 {
 		c.Endpoints = endpointsFromPods(v, v.objs.PodsIn(svc.Namespace), svc.Spec.Selector, sp)
 	}
@@ -264,15 +266,16 @@ func protocolOf(sp corev1.ServicePort) ir.Protocol {
 }
 
 // endpointsFromSlices returns the ready endpoints of the slices' port named
-// portName. A nil ready condition counts as ready, as the API documents.
-func endpointsFromSlices(v versions, slices []*discoveryv1.EndpointSlice, portName string) []ir.Endpoint {
+// portName, in a list taken from eps. A nil ready condition counts as
+// ready, as the API documents.
+func endpointsFromSlices(v versions, eps *endpointSlab, slices []*discoveryv1.EndpointSlice, portName string) []ir.Endpoint {
 	n := 0
 	for _, s := range slices {
 		for _, ep := range s.Endpoints {
 			n += len(ep.Addresses)
 		}
 	}
-	out := make([]ir.Endpoint, 0, n)
+	out := eps.take(n)
 	for _, s := range slices {
 		if s.AddressType == discoveryv1.AddressTypeFQDN {
 			continue
@@ -325,6 +328,27 @@ func endpointsFromPods(v versions, pods []*corev1.Pod, selector map[string]strin
 			out = append(out, ir.Endpoint{Address: pod.Status.PodIP, Port: port, Version: v.ofPod(pod), Labels: podLabels(pod)})
 		}
 	}
+	return out
+}
+
+// endpointSlab hands out endpoint lists carved from larger blocks: one
+// allocation for many lists. A block stays alive while any list from it
+// does. The zero value is ready.
+type endpointSlab struct{ block []ir.Endpoint }
+
+// endpointBlock is how many endpoints a block holds.
+const endpointBlock = 1024
+
+// take returns an empty, non-nil list with room for n endpoints.
+func (s *endpointSlab) take(n int) []ir.Endpoint {
+	if n == 0 || n > endpointBlock {
+		return make([]ir.Endpoint, 0, n)
+	}
+	if len(s.block) < n {
+		s.block = make([]ir.Endpoint, endpointBlock)
+	}
+	out := s.block[:0:n]
+	s.block = s.block[n:]
 	return out
 }
 
