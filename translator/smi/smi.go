@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	smiapi "github.com/weir-mesh/weir/api/smi"
+	"github.com/weir-mesh/weir/translator/internal/text"
 	"github.com/weir-mesh/weir/translator/ir"
 	"github.com/weir-mesh/weir/translator/kube"
 	"github.com/weir-mesh/weir/translator/status"
@@ -58,6 +59,12 @@ type Result struct {
 	Status []status.Object
 }
 
+// arena holds what accepted splits' routes are taken from.
+type arena struct {
+	routes []ir.Route // not yet taken
+	text   text.Slab
+}
+
 // Translate reads every TrafficSplit and HTTPRouteGroup. It is pure.
 func Translate(objs Objects, services *kube.Index) Result {
 	groups, groupStatus := translateGroups(objs.HTTPRouteGroups())
@@ -72,21 +79,21 @@ func Translate(objs Objects, services *kube.Index) Result {
 	res := Result{Routes: make(map[string][]ir.Route, len(plans)), Standby: map[string][]string{},
 		Status: slices.Grow(groupStatus, len(plans))}
 	// The routes come from one array too.
-	spare := make([]ir.Route, routeCount(plans))
+	a := &arena{routes: make([]ir.Route, routeCount(plans))}
 	for i := range plans {
 		p := &plans[i]
 		if p.failed() {
 			res.Status = append(res.Status, p.status)
 			continue
 		}
-		p.accept(services)
+		p.accept(services, &a.text)
 		res.Status = append(res.Status, p.status)
 		for _, h := range p.hosts {
 			if len(h.backends) > 0 {
 				if routes := res.Routes[h.host]; routes != nil {
-					res.Routes[h.host] = append(routes, p.routes(h.backends, &spare)...)
+					res.Routes[h.host] = append(routes, p.routes(h.backends, a)...)
 				} else {
-					res.Routes[h.host] = p.routes(h.backends, &spare)
+					res.Routes[h.host] = p.routes(h.backends, a)
 				}
 			}
 			if len(h.standby) > 0 {

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	smiapi "github.com/weir-mesh/weir/api/smi"
+	"github.com/weir-mesh/weir/translator/internal/text"
 	"github.com/weir-mesh/weir/translator/ir"
 	"github.com/weir-mesh/weir/translator/kube"
 	"github.com/weir-mesh/weir/translator/status"
@@ -197,16 +198,19 @@ func backendPort(svc *corev1.Service, root corev1.ServicePort) (int, bool) {
 }
 
 // accept records the positive conditions, and says which backends have no
-// ready endpoint. It sorts p.hosts by host name.
-func (p *splitPlan) accept(services *kube.Index) {
+// ready endpoint; messages are taken from strs. It sorts p.hosts by host
+// name.
+func (p *splitPlan) accept(services *kube.Index, strs *text.Slab) {
 	routed := 0
 	for _, h := range p.hosts {
 		if len(h.backends) > 0 {
 			routed++
 		}
 	}
-	p.status.Set(status.Condition{Type: status.Accepted, Status: status.True, Reason: ReasonAccepted,
-		Message: "routes " + p.root.Namespace + "/" + p.root.Name + " on " + strconv.Itoa(routed) + " port(s)"})
+	var buf [128]byte
+	msg := append(append(append(append(buf[:0], "routes "...), p.root.Namespace...), '/'), p.root.Name...)
+	msg = append(strconv.AppendInt(append(msg, " on "...), int64(routed), 10), " port(s)"...)
+	p.status.Set(status.Condition{Type: status.Accepted, Status: status.True, Reason: ReasonAccepted, Message: strs.String(msg)})
 	p.status.Set(status.Condition{Type: status.ResolvedRefs, Status: status.True, Reason: ReasonResolvedRefs, Message: "all references resolved"})
 	if len(p.hosts) > 1 {
 		slices.SortFunc(p.hosts, func(a, b hostSplit) int { return strings.Compare(a.host, b.host) })
@@ -247,22 +251,22 @@ func (p *splitPlan) backendIndex(services *kube.Index, cluster string) int {
 }
 
 // routes returns this split's routes to backends (those of one host);
-// matches are ORed, one route each. The list is taken from spare when it
-// has room.
-func (p *splitPlan) routes(backends []ir.Backend, spare *[]ir.Route) []ir.Route {
+// matches are ORed, one route each. The list and the route names are
+// taken from a.
+func (p *splitPlan) routes(backends []ir.Backend, a *arena) []ir.Route {
 	n := max(1, len(p.matches))
 	var out []ir.Route
-	if len(*spare) >= n {
-		out, *spare = (*spare)[:n:n], (*spare)[n:]
+	if len(a.routes) >= n {
+		out, a.routes = a.routes[:n:n], a.routes[n:]
 	} else {
 		out = make([]ir.Route, n)
 	}
 	if p.matches == nil {
-		out[0] = ir.Route{Name: p.routeName(0), Backends: backends}
+		out[0] = ir.Route{Name: p.routeName(0, &a.text), Backends: backends}
 		return out
 	}
 	for i, m := range p.matches {
-		out[i] = ir.Route{Name: p.routeName(i), Match: m, Backends: backends}
+		out[i] = ir.Route{Name: p.routeName(i, &a.text), Match: m, Backends: backends}
 	}
 	return out
 }
@@ -282,6 +286,9 @@ func routeCount(plans []splitPlan) int {
 	return n
 }
 
-func (p *splitPlan) routeName(i int) string {
-	return smiapi.TrafficSplitKind + "/" + p.ts.Namespace + "/" + p.ts.Name + "/" + strconv.Itoa(i)
+func (p *splitPlan) routeName(i int, strs *text.Slab) string {
+	var buf [128]byte
+	b := append(append(buf[:0], smiapi.TrafficSplitKind+"/"...), p.ts.Namespace...)
+	b = append(append(append(b, '/'), p.ts.Name...), '/')
+	return strs.String(strconv.AppendInt(b, int64(i), 10))
 }
