@@ -3,6 +3,7 @@
 package kube
 
 import (
+	"cmp"
 	"slices"
 	"sort"
 	"strconv"
@@ -62,8 +63,10 @@ func appendFQDN(b []byte, namespace, service string) []byte {
 // Index holds every Service port as a host with a default route to its own
 // cluster, and lets front-ends resolve Service references.
 type Index struct {
-	Hosts    []ir.Host
+	Hosts []ir.Host
+	// Clusters points into the list SortedClusters returns.
 	Clusters map[string]*ir.Cluster
+	clusters []ir.Cluster // sorted by name
 	services map[serviceKey]indexed
 }
 
@@ -125,7 +128,6 @@ func Build(objs Objects, versionLabels []string) *Index {
 			}
 			c := &clusters[n]
 			buildCluster(c, names[n].Cluster, v, &eps, svc, slices[s], sp)
-			idx.Clusters[c.Name] = c
 			backends[n] = ir.Backend{Cluster: c.Name, Weight: 1}
 			routes[n] = ir.Route{Name: routeName, Backends: backends[n : n+1 : n+1]}
 			idx.Hosts = append(idx.Hosts, buildHost(svc, sp, names[n].Host, i == bare, routes[n:n+1:n+1]))
@@ -133,29 +135,57 @@ func Build(objs Objects, versionLabels []string) *Index {
 		idx.services[serviceKey{svc.Namespace, svc.Name}] = indexed{svc, names[first:len(idx.Hosts):len(idx.Hosts)]}
 	}
 	sortHosts(idx.Hosts)
+	idx.clusters = uniqueClusters(clusters[:len(idx.Hosts)])
+	for i := range idx.clusters {
+		idx.Clusters[idx.clusters[i].Name] = &idx.clusters[i]
+	}
 	return idx
 }
 
 // sortHosts sorts hosts by name. Host names are unique (a Service's
-// namespace, name and port), so any sort gives this order. It sorts
-// indexes, cheaper to move than hosts, then moves each host once.
+// namespace, name and port).
 func sortHosts(hosts []ir.Host) {
-	order := make([]named, len(hosts))
-	for i := range hosts {
-		order[i] = named{hosts[i].Name, i}
+	sortByName(hosts, func(h *ir.Host) string { return h.Name })
+}
+
+// uniqueClusters sorts clusters by name and keeps the last of those of one
+// name (two ports of one number, TCP and UDP, have one cluster name).
+func uniqueClusters(clusters []ir.Cluster) []ir.Cluster {
+	sortByName(clusters, func(c *ir.Cluster) string { return c.Name })
+	out := clusters[:0]
+	for i := range clusters {
+		if i+1 < len(clusters) && clusters[i+1].Name == clusters[i].Name {
+			continue
+		}
+		out = append(out, clusters[i])
 	}
-	sortNamed(order)
-	// hosts[j] takes hosts[order[j].index], cycle by cycle; -1 marks done.
-	for i := range hosts {
-		first := hosts[i]
+	return out
+}
+
+// sortByName sorts items by name, those of one name in the order they had.
+// It sorts indexes, cheaper to move than items, then moves each item once.
+func sortByName[T any](items []T, name func(*T) string) {
+	order := make([]named, len(items))
+	for i := range items {
+		order[i] = named{name(&items[i]), i}
+	}
+	slices.SortFunc(order, func(a, b named) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.index, b.index)
+	})
+	// items[j] takes items[order[j].index], cycle by cycle; -1 marks done.
+	for i := range items {
+		first := items[i]
 		for j := i; order[j].index >= 0; {
 			from := order[j].index
 			order[j].index = -1
 			if from == i {
-				hosts[j] = first
+				items[j] = first
 				break
 			}
-			hosts[j], j = hosts[from], from
+			items[j], j = items[from], from
 		}
 	}
 }
@@ -165,10 +195,6 @@ func sortHosts(hosts []ir.Host) {
 type named struct {
 	name  string
 	index int
-}
-
-func sortNamed(order []named) {
-	slices.SortFunc(order, func(a, b named) int { return strings.Compare(a.name, b.name) })
 }
 
 // Service returns the Service namespace/name, or nil.
@@ -183,22 +209,9 @@ func (idx *Index) ServicePorts(namespace, name string) (*corev1.Service, []PortN
 	return s.svc, s.ports
 }
 
-// SortedClusters returns the clusters sorted by name.
-func (idx *Index) SortedClusters() []ir.Cluster {
-	clusters := make([]*ir.Cluster, 0, len(idx.Clusters))
-	order := make([]named, 0, len(idx.Clusters))
-	for name, c := range idx.Clusters {
-		order = append(order, named{name, len(clusters)})
-		clusters = append(clusters, c)
-	}
-	// Cluster names are unique, so any sort gives this order.
-	sortNamed(order)
-	out := make([]ir.Cluster, len(order))
-	for i, o := range order {
-		out[i] = *clusters[o.index]
-	}
-	return out
-}
+// SortedClusters returns the clusters sorted by name. The list is the
+// Index's own: callers must not modify it.
+func (idx *Index) SortedClusters() []ir.Cluster { return idx.clusters }
 
 // barePortIndex picks the port that also answers to names without ":port":
 // port 80 if the Service has it, else its first port.

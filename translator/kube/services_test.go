@@ -236,3 +236,35 @@ func TestSortHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedPortNumber checks a Service with a TCP and a UDP port of one
+// number: both ports are hosts, and their one cluster is the last port's,
+// in SortedClusters and Clusters alike.
+func TestSharedPortNumber(t *testing.T) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "dns"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP},
+			{Name: "grpc", Port: 53, Protocol: corev1.ProtocolUDP},
+			{Name: "metrics", Port: 9153},
+		}},
+	}
+	idx := Build(objects{services: []*corev1.Service{svc}}, nil)
+	if len(idx.Hosts) != 3 {
+		t.Errorf("%d hosts, want 3", len(idx.Hosts))
+	}
+	var got []string
+	for _, c := range idx.SortedClusters() {
+		got = append(got, fmt.Sprintf("%s %v", c.Name, c.Protocol))
+	}
+	want := []string{
+		fmt.Sprintf("%s %v", ClusterName("default", "dns", 53), ir.HTTP2),
+		fmt.Sprintf("%s %v", ClusterName("default", "dns", 9153), ir.HTTP1),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("clusters (-want +got):\n%s", diff)
+	}
+	if c := idx.Clusters[ClusterName("default", "dns", 53)]; c == nil || c.Protocol != ir.HTTP2 {
+		t.Errorf("Clusters holds %+v for port 53, want the grpc port's", c)
+	}
+}
