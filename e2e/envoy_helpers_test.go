@@ -197,7 +197,29 @@ func (s *sidecar) waitRoute(t testing.TB, prev map[string]string) map[string]str
 	t.Helper()
 	route := resourcev3.RouteType
 	ackedVersions(t, s.weir.XDS(), s.nodeID, map[string]string{route: prev[route]}, route)
+	s.waitAsksAllRoutes(t)
 	return ackedVersions(t, s.weir.XDS(), s.nodeID, nil, xdsTypes...)
+}
+
+// waitAsksAllRoutes waits until a state-of-the-world sidecar asks for every
+// route configuration weir published to it. A scoped sidecar asks for a new
+// host's once the scopes naming it arrive, after ACKing the routes it had,
+// and the route version it ACKs then changes again: a change of version
+// seen before that is not yet the last of the write.
+func (s *sidecar) waitAsksAllRoutes(t testing.TB) {
+	t.Helper()
+	route := resourcev3.RouteType
+	waitFor(t, 10*time.Second, "node "+s.nodeID+" to ask for every route configuration", func() error {
+		ps, ok := proxyOf(s.weir.XDS(), s.nodeID)
+		if !ok {
+			return errors.New("not connected")
+		}
+		asked, ok := ps.Subscribed[route]
+		if published := len(s.weir.XDS().PublishedNames(s.nodeID, route)); ok && asked != published {
+			return fmt.Errorf("asks for %d route configurations of %d published", asked, published)
+		}
+		return nil
+	})
 }
 
 // status returns what weir knows of this proxy.

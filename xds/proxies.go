@@ -166,6 +166,10 @@ type ProxyStatus struct {
 	LastNack *Nack             `json:"lastNack,omitempty"`
 	// Pushes counts responses sent, by type URL.
 	Pushes map[string]int `json:"pushes"`
+	// Subscribed counts the names a state-of-the-world proxy asks for, by
+	// type URL; a type it asks all of (or any type on a delta stream) is
+	// absent.
+	Subscribed map[string]int `json:"subscribed,omitempty"`
 }
 
 // Nack is a rejected push.
@@ -602,6 +606,14 @@ func (t *proxyTracker) list() []ProxyStatus {
 		if ps.status.LastNack != nil {
 			n := *ps.status.LastNack
 			c.LastNack = &n
+		}
+		for typeURL, sub := range ps.subs {
+			if !sub.wildcard && !ps.status.Delta {
+				if c.Subscribed == nil {
+					c.Subscribed = map[string]int{}
+				}
+				c.Subscribed[typeURL] = len(sub.names)
+			}
 		}
 		out = append(out, c)
 	}
