@@ -638,9 +638,12 @@ func (s *Server) shrunkLocked() {
 	}
 	s.freeTimer = time.AfterFunc(s.freeAfter, func() {
 		s.mu.Lock()
+		peak, size := s.peak, s.size
 		s.freeTimer, s.peak = nil, s.size
 		s.mu.Unlock()
+		start := time.Now()
 		s.freeMemory()
+		s.log.Info("xds: configuration shrank; memory handed back to the system", "resources", size, "peak", peak, "took", time.Since(start).Round(time.Millisecond))
 	})
 }
 
