@@ -11,7 +11,8 @@ import (
 )
 
 // TestSotWAndDeltaStreamsWithTheSameID checks that a delta stream is not
-// taken for the SotW stream that go-control-plane gave the same number.
+// taken for the SotW stream that go-control-plane gave the same number
+// (delta streams are numbered apart, from 1, too).
 func TestSotWAndDeltaStreamsWithTheSameID(t *testing.T) {
 	s := quietServer(0)
 	s.Update(twoVersions(90, 10))
@@ -21,7 +22,7 @@ func TestSotWAndDeltaStreamsWithTheSameID(t *testing.T) {
 	if err := cb.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{Node: sotw, TypeUrl: resourcev3.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cb.OnStreamDeltaRequest(1, &discoveryv3.DeltaDiscoveryRequest{Node: delta, TypeUrl: resourcev3.ClusterType}); err != nil {
+	if _, err := s.onRequest(deltaStream(1), delta, request{typeURL: resourcev3.ClusterType, delta: true}); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]bool{}
@@ -34,7 +35,7 @@ func TestSotWAndDeltaStreamsWithTheSameID(t *testing.T) {
 	if s.SnapshotVersions("delta") == nil {
 		t.Error("the delta node has no snapshot")
 	}
-	cb.OnDeltaStreamClosed(1, delta)
+	s.onClosed(deltaStream(1))
 	if len(s.Proxies()) != 1 || s.SnapshotVersions("sotw") == nil {
 		t.Errorf("closing the delta stream: proxies %v, want the SotW node alone, with its snapshot", s.Proxies())
 	}

@@ -665,7 +665,7 @@ func (s *Server) onClosed(id int64) {
 // callbacks wires go-control-plane's stream events to the tracker and the
 // push steps, and makes sure a node has a snapshot before its first watch.
 // Delta streams, which weir serves itself (see delta.go), call onRequest
-// and onClosed directly; the delta callbacks serve tests.
+// and onClosed directly.
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
@@ -686,16 +686,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			}
 			return err
 		},
-		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			_, err := s.onRequest(deltaStream(id), req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
-				errDetail: req.GetErrorDetail().GetMessage(), delta: true,
-				subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()})
-			return err
-		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 			s.proxies.response(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
 		},
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.onClosed(id) },
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(deltaStream(id)) },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(id) },
 	}
 }

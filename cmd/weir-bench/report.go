@@ -22,7 +22,7 @@ type report struct {
 	loadBefore, loadAfter string
 	failed                []string
 	latency               *latencyRun
-	scoped                *scopedRun
+	scoped                *weightRun
 	scale                 *scaleRun
 	envoy                 *envoyRun
 	kube                  *kubeRun

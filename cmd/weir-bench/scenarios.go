@@ -10,16 +10,51 @@ import (
 	"time"
 )
 
-// latencyRun is the weight-change latency run at latency-services.
-type latencyRun struct {
+// weightRun is a session's fleet connected, settled, and its weight
+// changes with weir's CPU profile during them.
+type weightRun struct {
 	services, proxies int
 	connect           time.Duration
 	settled           usage
 	weights           weightResult
-	endpoint          endpointResult
-	burst             burstResult
-	down              *downResult
 	cpuProfile        string // weir during the weight changes
+}
+
+// latencyRun is the weight-change latency run at latency-services.
+type latencyRun struct {
+	*weightRun
+	endpoint endpointResult
+	burst    burstResult
+	down     *downResult
+}
+
+// changeWeights connects m's clients to s, waits until they are quiet,
+// and makes c.rounds weight changes under a CPU profile. The run is
+// published through publish once the fleet settled, so that a failure of
+// the weight changes still reports the connection figures.
+func (s *session) changeWeights(ctx context.Context, c config, m mix, publish func(*weightRun)) (*weightRun, error) {
+	wr := &weightRun{services: s.mesh.services}
+	var err error
+	if wr.connect, _, err = s.connect(c, m); err != nil {
+		return nil, err
+	}
+	wr.proxies = len(s.fleet.clients) + len(s.grpc)
+	log.Printf("%s: %d proxies connected in %v", s.name, wr.proxies, ms(wr.connect))
+	if err := s.fleet.quiet(2*time.Second, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	if wr.settled, err = s.usage(); err != nil {
+		return nil, err
+	}
+	publish(wr)
+	wr.cpuProfile = filepath.Join(s.dir, "cpu.pprof")
+	profDone := make(chan error, 1)
+	go func() { profDone <- s.weir.saveProfile(ctx, "profile?seconds=10", wr.cpuProfile) }()
+	wr.weights, err = s.weightChanges(c, c.rounds)
+	if perr := <-profDone; perr != nil {
+		wr.cpuProfile = ""
+	}
+	return wr, err
 }
 
 func runLatency(ctx context.Context, c config, r *report) error {
@@ -28,27 +63,8 @@ func runLatency(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	defer s.close()
-	lr := &latencyRun{services: c.latencyServices}
-	if lr.connect, _, err = s.connect(c, latencyMix(c)); err != nil {
-		return err
-	}
-	lr.proxies = len(s.fleet.clients) + len(s.grpc)
-	log.Printf("latency: %d proxies connected in %v", lr.proxies, ms(lr.connect))
-	if err := s.fleet.quiet(2*time.Second, 5*time.Minute); err != nil {
-		return err
-	}
-	if lr.settled, err = s.usage(); err != nil {
-		return err
-	}
-	r.latency = lr
-	lr.cpuProfile = filepath.Join(s.dir, "cpu.pprof")
-	profDone := make(chan error, 1)
-	go func() { profDone <- s.weir.saveProfile(ctx, "profile?seconds=10", lr.cpuProfile) }()
-	lr.weights, err = s.weightChanges(c, c.rounds)
-	if perr := <-profDone; perr != nil {
-		lr.cpuProfile = ""
-	}
-	if err != nil {
+	lr := &latencyRun{}
+	if _, err := s.changeWeights(ctx, c, latencyMix(c), func(wr *weightRun) { lr.weightRun, r.latency = wr, lr }); err != nil {
 		return err
 	}
 	if lr.endpoint, err = s.endpointChange(); err != nil {
@@ -64,22 +80,14 @@ func runLatency(ctx context.Context, c config, r *report) error {
 	return freshSmall(c, lr.down, latencyMix(c))
 }
 
-// scopedRun is the weight-change run with weir's sidecar configuration
-// for large meshes: every sidecar on delta xDS with scoped routes.
-type scopedRun struct {
-	services, proxies int
-	connect           time.Duration
-	settled           usage
-	weights           weightResult
-	cpuProfile        string
-}
-
 // scopedMix is the scoped run's: -proxies sidecars on delta xDS, and the
 // raw gRPC clients.
 func scopedMix(c config) mix {
 	return mix{delta: c.proxies, grpc: c.grpcRaw}
 }
 
+// runScoped is the weight-change run with weir's sidecar configuration
+// for large meshes: every sidecar on delta xDS with scoped routes.
 func runScoped(ctx context.Context, c config, r *report) error {
 	c.weirArgs = append(slices.Clone(c.weirArgs), "--scoped-routes")
 	s, err := startSession(c, "scoped", c.latencyServices)
@@ -87,26 +95,7 @@ func runScoped(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	defer s.close()
-	sr := &scopedRun{services: c.latencyServices}
-	if sr.connect, _, err = s.connect(c, scopedMix(c)); err != nil {
-		return err
-	}
-	sr.proxies = len(s.fleet.clients) + len(s.grpc)
-	log.Printf("scoped: %d proxies connected in %v", sr.proxies, ms(sr.connect))
-	if err := s.fleet.quiet(2*time.Second, 5*time.Minute); err != nil {
-		return err
-	}
-	if sr.settled, err = s.usage(); err != nil {
-		return err
-	}
-	r.scoped = sr
-	sr.cpuProfile = filepath.Join(s.dir, "cpu.pprof")
-	profDone := make(chan error, 1)
-	go func() { profDone <- s.weir.saveProfile(ctx, "profile?seconds=10", sr.cpuProfile) }()
-	sr.weights, err = s.weightChanges(c, c.rounds)
-	if perr := <-profDone; perr != nil {
-		sr.cpuProfile = ""
-	}
+	_, err = s.changeWeights(ctx, c, scopedMix(c), func(wr *weightRun) { r.scoped = wr })
 	return err
 }
 
