@@ -49,8 +49,15 @@ spec:
 	k.Apply(t, weightedRouteAt("v1alpha3", 0, 100))
 	w := startWeirProc(t, k, "weir-0")
 	sc, acked := startKubeSidecar(t, w, "shop")
-	acked = w.waitConverged(t, kubeConvergeTimeout, sc.nodeID, acked,
-		w.statusAccepted("VirtualService/shop/reviews", "DestinationRule/shop/reviews"))
+	// Converged on both Pods' endpoints too: the EndpointSlice controller
+	// may add them after the routes are accepted.
+	accepted, ready := w.statusAccepted("VirtualService/shop/reviews", "DestinationRule/shop/reviews"), w.servicesHas("service shop/reviews: v1 1 ready, v2 1 ready")
+	acked = w.waitConverged(t, kubeConvergeTimeout, sc.nodeID, acked, func() error {
+		if err := accepted(); err != nil {
+			return err
+		}
+		return ready()
+	})
 	t.Logf("cluster, weir and envoy ready in %v", time.Since(start).Round(time.Millisecond))
 	reviews := request{"GET", "reviews.shop.svc.cluster.local:9080", "/"}
 	expectAll(t, sc, 200, reviews, "v2")
