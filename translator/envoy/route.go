@@ -464,16 +464,7 @@ func buildRouteAction(backends []ir.Backend, hashVersions bool) *routev3.RouteAc
 // weightedClusters allocates the messages of all the weights at once.
 func weightedClusters(backends []ir.Backend, hashVersions bool) *routev3.RouteAction_WeightedClusters {
 	wc := &routev3.WeightedCluster{Clusters: make([]*routev3.WeightedCluster_ClusterWeight, len(backends))}
-	weights := make([]routev3.WeightedCluster_ClusterWeight, len(backends))
-	values := make([]wrapperspb.UInt32Value, len(backends))
-	for i, b := range backends {
-		values[i].Value = b.Weight
-		weights[i].Name, weights[i].Weight = b.Cluster, &values[i]
-		wc.Clusters[i] = &weights[i]
-	}
-	if hashVersions {
-		wc.RandomValueSpecifier = &routev3.WeightedCluster_UseHashPolicy{UseHashPolicy: wrapperspb.Bool(true)}
-	}
+	fillWeights(wc, make([]routev3.WeightedCluster_ClusterWeight, len(backends)), make([]wrapperspb.UInt32Value, len(backends)), backends, hashVersions)
 	return &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 }
 
@@ -482,7 +473,16 @@ func weightedClusters(backends []ir.Backend, hashVersions bool) *routev3.RouteAc
 func (a *routeAllocator) weightedClusters(backends []ir.Backend, hashVersions bool) *routev3.RouteAction_WeightedClusters {
 	wc := a.weighted.new()
 	wc.Clusters = a.weightLists.slice(len(backends))
-	weights, values := a.weights.slice(len(backends)), a.weightValues.slice(len(backends))
+	fillWeights(wc, a.weights.slice(len(backends)), a.weightValues.slice(len(backends)), backends, hashVersions)
+	spec := a.specs.new()
+	spec.WeightedClusters = wc
+	return spec
+}
+
+// fillWeights makes wc's clusters, a list as long as backends, weigh them,
+// from weights and values (as long, zero), and with hashVersions lets the
+// route's hash policy pick.
+func fillWeights(wc *routev3.WeightedCluster, weights []routev3.WeightedCluster_ClusterWeight, values []wrapperspb.UInt32Value, backends []ir.Backend, hashVersions bool) {
 	for i, b := range backends {
 		values[i].Value = b.Weight
 		weights[i].Name, weights[i].Weight = b.Cluster, &values[i]
@@ -491,9 +491,6 @@ func (a *routeAllocator) weightedClusters(backends []ir.Backend, hashVersions bo
 	if hashVersions {
 		wc.RandomValueSpecifier = &routev3.WeightedCluster_UseHashPolicy{UseHashPolicy: wrapperspb.Bool(true)}
 	}
-	spec := a.specs.new()
-	spec.WeightedClusters = wc
-	return spec
 }
 
 // buildDuration returns nil for 0 (not set) and 0s, which Envoy reads as
