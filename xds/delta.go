@@ -32,7 +32,8 @@ import (
 // resources that changed.
 //
 // What the proxy holds of a type is synced's resources of that type that
-// it subscribes to. A name it subscribes to anew is sent from synced; when
+// it subscribes to. A name it subscribes to anew is sent as the node's
+// published configuration has it; when
 // the node's published configuration moves, every changed resource it
 // subscribes to is sent, and every one it lost is removed. A NACKed
 // response counts as held: the proxy keeps its last good resources, and
@@ -158,8 +159,7 @@ func (s *Server) deltaRequest(c *deltaConn, node *corev3.Node, req *discoveryv3.
 	// step, whose expected answers depend on it.
 	c.subscribe(s, req)
 	_, err := s.onRequest(c.id, node, request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
-		errDetail: req.GetErrorDetail().GetMessage(), delta: true,
-		subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()})
+		errDetail: req.GetErrorDetail().GetMessage(), delta: true})
 	return err
 }
 

@@ -310,23 +310,23 @@ func (t *proxyTracker) request(id int64, r request) (nodeID string, answered boo
 	return nodeID, true, version
 }
 
-// request is what the tracker reads of a SotW or delta request.
+// request is what the tracker reads of a SotW or delta request; names
+// are a SotW request's (a delta stream keeps its own: see deltaConn).
 type request struct {
 	typeURL, nonce, errDetail string
 	delta                     bool
-	names, subscribe          []string
-	unsubscribe               []string
+	names                     []string
 }
 
-// subscribe records what a request asks for. Name sets are never modified
-// once made (a change makes a new one), so responses and ACKs share them,
-// and SotW proxies asking for the same names share one set.
+// subscribe records that a request asks for its type and, on a SotW
+// stream, the names it asks for. Name sets are never modified once made (a
+// change makes a new one), so responses and ACKs share them, and SotW
+// proxies asking for the same names share one set.
 func (ps *proxyState) subscribe(r request, sets *nameSets) {
 	sub, ok := ps.subs[r.typeURL]
 	if !ok {
 		sub = &subscription{names: map[string]bool{}}
 		ps.subs[r.typeURL] = sub
-		sub.wildcard = len(r.names) == 0 && len(r.subscribe) == 0
 	}
 	if !r.delta {
 		prev := sub.names
@@ -347,18 +347,9 @@ func (ps *proxyState) subscribe(r request, sets *nameSets) {
 		}
 		ps.forgetAcked(r.typeURL, again)
 		ps.askedAgain(r.typeURL, again)
-		return
 	}
-	// A delta stream's names are its own (see deltaConn); the tracker
-	// keeps whether it asks for all.
-	for _, n := range r.subscribe {
-		if n == "*" {
-			sub.wildcard = true
-		}
-	}
-	if slices.Contains(r.unsubscribe, "*") {
-		sub.wildcard = false
-	}
+	// A delta stream's names are its own (see deltaConn): the tracker only
+	// knows it asked for the type.
 }
 
 // keepAcked drops from the ACKed names of typeURL those sub no longer

@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -60,19 +59,12 @@ func (s resourceSet) clone() resourceSet {
 	return out
 }
 
-// version is a hash of the names and hashes of the type's resources: equal
-// content, equal version, whatever process computed it.
-func (s resourceSet) version(typeURL string) string { return typeVersion(s[typeURL]) }
-
-// typeVersion is the version of one type's resources.
+// typeVersion is the version of one type's resources: a hash of their
+// names and hashes. Equal content, equal version, whatever process
+// computed it.
 func typeVersion(m map[string]entry) string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	h := sha256.New()
-	for _, n := range names {
+	for _, n := range sortedNames(m) {
 		h.Write([]byte(n))
 		h.Write([]byte{0})
 		h.Write([]byte(m[n].hash))
@@ -106,24 +98,15 @@ func equalEntries(a, b map[string]entry) bool {
 	return true
 }
 
-func (s resourceSet) names(typeURL string) []string {
-	names := make([]string, 0, len(s[typeURL]))
-	for n := range s[typeURL] {
+func (s resourceSet) names(typeURL string) []string { return sortedNames(s[typeURL]) }
+
+func sortedNames(m map[string]entry) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
-}
-
-// versions returns the version of every type it reports.
-func (s resourceSet) versions() map[string]string {
-	out := make(map[string]string, len(typeURLs))
-	for _, t := range typeURLs {
-		if reported(t, len(s[t])) {
-			out[t] = s.version(t)
-		}
-	}
-	return out
 }
 
 // reported is false for secrets and scopes when there are none: a proxy
@@ -142,35 +125,6 @@ func (s resourceSet) equal(o resourceSet) bool {
 		}
 	}
 	return true
-}
-
-// snapshot builds the go-control-plane snapshot of s.
-func (s resourceSet) snapshot() *cachev3.Snapshot {
-	snap := &cachev3.Snapshot{}
-	for _, t := range typeURLs {
-		items := make([]types.Resource, 0, len(s[t]))
-		for _, n := range s.names(t) {
-			items = append(items, s[t][n].res)
-		}
-		snap.Resources[responseType(t)] = cachev3.NewResources(s.version(t), items)
-	}
-	return snap
-}
-
-func responseType(typeURL string) types.ResponseType {
-	switch typeURL {
-	case resourcev3.ClusterType:
-		return types.Cluster
-	case resourcev3.EndpointType:
-		return types.Endpoint
-	case resourcev3.ListenerType:
-		return types.Listener
-	case resourcev3.SecretType:
-		return types.Secret
-	case resourcev3.ScopedRouteType:
-		return types.ScopedRoute
-	}
-	return types.Route
 }
 
 // changedNames returns, for one type, the names added, changed or removed
