@@ -348,9 +348,8 @@ func (r *report) writeLatency(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "## Weight changes at %s services\n\n", count(lr.services))
 	fmt.Fprintf(b, "%s proxies: %s raw sidecars on SotW ADS (spread over %d namespaces), %d on delta ADS, %d raw proxyless\n",
-		count(lr.proxies), count(r.cfg.proxies), min(r.cfg.proxyNamespaces, (lr.services+r.cfg.perNamespace-1)/r.cfg.perNamespace), r.cfg.deltaProxies, r.cfg.grpcRaw)
-	fmt.Fprintf(b, "gRPC clients (each of one of 10 services) and %d real grpc-go xDS clients. They connected in %s. Settled: RSS %s, %.0f goroutines, CPU %s since start.\n\n",
-		r.cfg.grpcGo, ms(lr.connect), mb(lr.settled.rss), lr.settled.goroutines, ms(lr.settled.cpu))
+		count(lr.proxies), count(r.cfg.proxies), r.sidecarNamespaces(lr.services), r.cfg.deltaProxies, r.cfg.grpcRaw)
+	fmt.Fprintf(b, "gRPC clients (each of one of 10 services) and %d real grpc-go xDS clients. %s\n\n", r.cfg.grpcGo, lr.connected())
 	writeWeights(b, lr.weights, fileWrites)
 	writeEndpoint(b, lr.endpoint)
 	writeBurst(b, lr.burst, fileWrites)
@@ -366,20 +365,32 @@ func (r *report) writeLatency(b *strings.Builder) {
 	}
 }
 
-// writeProfile includes the top of a profile of weir.
+// sidecarNamespaces is how many namespaces a run of services spreads its
+// sidecars over.
+func (r *report) sidecarNamespaces(services int) int {
+	return min(r.cfg.proxyNamespaces, (services+r.cfg.perNamespace-1)/r.cfg.perNamespace)
+}
+
+// connected says how long the fleet took to connect and what weir used
+// once it settled.
+func (wr *weightRun) connected() string {
+	return fmt.Sprintf("They connected in %s. Settled: RSS %s, %.0f goroutines, CPU %s since start.",
+		ms(wr.connect), mb(wr.settled.rss), wr.settled.goroutines, ms(wr.settled.cpu))
+}
+
 func (r *report) writeScoped(b *strings.Builder) {
 	sr := r.scoped
 	if sr == nil {
 		return
 	}
 	fmt.Fprintf(b, "## Weight changes at %s services, delta xDS and scoped routes\n\n", count(sr.services))
-	fmt.Fprintf(b, "weir with `--scoped-routes`; %s proxies: %s raw sidecars on delta ADS (spread over %d namespaces), %d raw proxyless gRPC clients and %d real grpc-go xDS clients. They connected in %s. Settled: RSS %s, %.0f goroutines, CPU %s since start.\n\n",
-		count(sr.proxies), count(r.cfg.proxies), min(r.cfg.proxyNamespaces, (sr.services+r.cfg.perNamespace-1)/r.cfg.perNamespace), r.cfg.grpcRaw,
-		r.cfg.grpcGo, ms(sr.connect), mb(sr.settled.rss), sr.settled.goroutines, ms(sr.settled.cpu))
+	fmt.Fprintf(b, "weir with `--scoped-routes`; %s proxies: %s raw sidecars on delta ADS (spread over %d namespaces), %d raw proxyless gRPC clients and %d real grpc-go xDS clients. %s\n\n",
+		count(sr.proxies), count(r.cfg.proxies), r.sidecarNamespaces(sr.services), r.cfg.grpcRaw, r.cfg.grpcGo, sr.connected())
 	writeWeights(b, sr.weights, fileWrites)
 	r.writeProfile(b, "CPU during the weight changes (delta, scoped routes)", sr.cpuProfile, "-top -cum -nodecount=30")
 }
 
+// writeProfile includes the top of a profile of weir.
 func (r *report) writeProfile(b *strings.Builder, name, path, args string) {
 	if path == "" {
 		return
