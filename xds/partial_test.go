@@ -443,3 +443,41 @@ func TestChangedSinceIsShared(t *testing.T) {
 		t.Errorf("changed since an empty base: %d resources, want 3", len(fresh))
 	}
 }
+
+// TestReconnectBeforeFirstTranslation checks that a SotW proxy that
+// reconnects before weir has a configuration for it (a restarted weir),
+// naming the version it holds, is answered with everything once there is
+// one, as a stream that found the configuration is, and ACKs it.
+func TestReconnectBeforeFirstTranslation(t *testing.T) {
+	first := quietServer(0)
+	first.Update(manyHosts(3, nil))
+	c := dialSotW(t, serveLoopback(t, first), "a", envoy.Sidecar)
+	c.ask(resourcev3.ClusterType, nil)
+	held := c.recv(resourcev3.ClusterType)
+
+	restarted := quietServer(0)
+	c = dialSotW(t, serveLoopback(t, restarted), "a", envoy.Sidecar)
+	c.send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: held.GetVersionInfo()})
+	waitFor(t, func() bool {
+		info := restarted.cache.GetStatusInfo("a")
+		return info != nil && info.GetNumWatches() == 1
+	})
+	restarted.Update(manyHosts(3, nil))
+	resp := c.recv(resourcev3.ClusterType)
+	if resp.GetVersionInfo() != held.GetVersionInfo() || len(resp.GetResources()) != len(held.GetResources()) {
+		t.Errorf("answered with version %s and %d clusters, want %s and %d", resp.GetVersionInfo(), len(resp.GetResources()), held.GetVersionInfo(), len(held.GetResources()))
+	}
+	c.ack(resp)
+	waitFor(t, func() bool { return restarted.proxies.acked("a", resourcev3.ClusterType, held.GetVersionInfo()) })
+}
+
+// waitFor polls cond, which watches state no event announces, for up to
+// ten seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10 s")
+		}
+	}
+}

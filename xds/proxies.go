@@ -645,6 +645,18 @@ func (s *Server) onRequest(id int64, node *corev3.Node, r request) (string, erro
 	return nacked, nil
 }
 
+// publishedTo reports whether the node of SotW stream id has a
+// configuration published.
+func (s *Server) publishedTo(id int64) bool {
+	s.proxies.mu.Lock()
+	nodeID := s.proxies.streams[id]
+	s.proxies.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.nodes[nodeID]
+	return ns != nil && ns.published != nil
+}
+
 // onClosed unbinds stream id (a tracker id), and forgets its node once
 // its last stream closed.
 func (s *Server) onClosed(id int64) {
@@ -667,6 +679,16 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			// every proxy that asks for the same ones.
 			if shared := s.proxies.sharedNames(id, req.GetTypeUrl(), req.GetResourceNames()); shared != nil {
 				req.ResourceNames = shared
+			}
+			if err == nil && !s.publishedTo(id) {
+				// A proxy that reconnects before weir has a configuration
+				// for it (a restarted weir not done translating) names the
+				// version it holds, and the cache answers a later snapshot
+				// of that version with nothing, where a stream that found
+				// the snapshot is answered with everything. The proxy
+				// would be fine; the step would wait for an answer that
+				// never comes. Forgetting the version makes both alike.
+				req.VersionInfo = ""
 			}
 			if nacked != "" {
 				// The request carries the last version the proxy accepted, and
