@@ -3,7 +3,6 @@ package xds
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"maps"
 	"reflect"
 	"sort"
@@ -40,12 +39,8 @@ func newResourceSet() resourceSet {
 }
 
 func hashMessage(m proto.Message) (string, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		return "", fmt.Errorf("hash %T: %w", m, err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8]), nil
+	enc, err := envoy.EncodingOf(m)
+	return enc.Hash, err
 }
 
 // clone returns a shallow copy whose maps may be changed.

@@ -83,10 +83,14 @@ type Server struct {
 	metrics *metrics
 	tracer  trace.Tracer
 
-	mu    sync.Mutex
-	ir    *ir.IR
-	keys  map[envoy.Proxy]*keyState
-	nodes map[string]*nodeState
+	mu sync.Mutex
+	ir *ir.IR
+	// builder is ir's, taking what did not change from the one before;
+	// held are the maps the keys hold for its lists (see typeMap).
+	builder *envoy.Builder
+	held    map[listKey]map[string]entry
+	keys    map[envoy.Proxy]*keyState
+	nodes   map[string]*nodeState
 	// deltaConns are the delta streams of each node (see delta.go).
 	deltaConns map[string]map[*deltaConn]bool
 	timer      *time.Timer
@@ -101,10 +105,12 @@ type Server struct {
 	wire     map[wireKey]*wireEntry
 	gen      uint64
 	wirePeak int // wire's largest size since it was made
-	// wired and marked memoize, during one update, what newConfig derived
-	// from each map and which maps markInUse marked; nil between updates.
-	wired  map[wiredKey]wiredType
-	marked map[unsafe.Pointer]bool
+	// live are the maps of the keys' desired configurations, by map (see
+	// markMapInUse).
+	live map[unsafe.Pointer]*liveMap
+	// wired memoizes, during one update, what newConfig derived from each
+	// map; nil between updates.
+	wired map[wiredKey]wiredType
 	// wireStale: wire may hold copies only steps use (see
 	// sweepWireLocked).
 	wireStale bool
@@ -180,6 +186,7 @@ func NewServer(opts Options) *Server {
 		deltaConns: map[string]map[*deltaConn]bool{},
 		now:        time.Now,
 		wire:       map[wireKey]*wireEntry{},
+		live:       map[unsafe.Pointer]*liveMap{},
 		freeMemory: debug.FreeOSMemory,
 		freeAfter:  freeDelay,
 	}
@@ -239,6 +246,11 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ir = in
+	if in == nil {
+		s.builder = nil
+	} else {
+		s.builder = s.builder.Next(in)
+	}
 	s.gen++
 	s.startUpdateLocked()
 	defer s.endUpdateLocked()
@@ -259,10 +271,10 @@ func (s *Server) UpdateAt(ctx context.Context, in *ir.IR, changedAt time.Time) {
 // startUpdateLocked starts the memos of one update; endUpdateLocked drops
 // them, so that they never hold a configuration past its update.
 func (s *Server) startUpdateLocked() {
-	s.wired, s.marked = map[wiredKey]wiredType{}, map[unsafe.Pointer]bool{}
+	s.wired = map[wiredKey]wiredType{}
 }
 
-func (s *Server) endUpdateLocked() { s.wired, s.marked = nil, nil }
+func (s *Server) endUpdateLocked() { s.wired = nil }
 
 // sizeLocked updates size and peak from the keys' desired
 // configurations.
@@ -356,7 +368,8 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 		lasts[i] = s.keys[key].desired
 	}
 	var hook sync.Mutex // the test mutator need not be safe for concurrent use
-	b, memo := s.newBuilder(), newEncodingMemo()
+	b := s.builder
+	memo := newEncodingMemo(b, s.held)
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range min(len(keys), runtime.GOMAXPROCS(0)) {
@@ -373,6 +386,7 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 	}
 	close(work)
 	wg.Wait()
+	s.held = memo.heldLists()
 	changed := map[envoy.Proxy]bool{}
 	for i, key := range keys {
 		changed[key] = s.setDesiredLocked(key, built[i], memo, errs[i])
@@ -384,17 +398,9 @@ func (s *Server) rebuildAllLocked() map[envoy.Proxy]bool {
 // IR.
 func (s *Server) rebuildLocked(key envoy.Proxy) {
 	var hook sync.Mutex
-	memo := newEncodingMemo()
-	set, err := s.build(s.newBuilder(), memo, key, s.keys[key].desired, &hook)
+	memo := newEncodingMemo(s.builder, nil)
+	set, err := s.build(s.builder, memo, key, s.keys[key].desired, &hook)
 	s.setDesiredLocked(key, set, memo, err)
-}
-
-// newBuilder returns a Builder of the current IR, nil if there is none.
-func (s *Server) newBuilder() *envoy.Builder {
-	if s.ir == nil {
-		return nil
-	}
-	return envoy.NewBuilder(s.ir)
 }
 
 // build returns the resources of key from b (a Builder of the current IR,
@@ -432,7 +438,7 @@ func (s *Server) build(b *envoy.Builder, memo *encodingMemo, key envoy.Proxy, la
 	if err != nil {
 		return nil, err
 	}
-	set, err := encodedResources(res, memo, key.Role)
+	set, err := encodedResources(res, memo, key.Role, last)
 	if err != nil {
 		return nil, err
 	}

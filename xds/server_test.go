@@ -23,7 +23,7 @@ func quietServer(grace time.Duration) *Server {
 	return NewServer(Options{ClusterGrace: grace, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
-func node(t *testing.T, id string, md map[string]any) *corev3.Node {
+func node(t testing.TB, id string, md map[string]any) *corev3.Node {
 	t.Helper()
 	s, err := structpb.NewStruct(md)
 	if err != nil {

@@ -84,8 +84,8 @@ func TestEncodedResourcesHashLikeHashMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	memo := newEncodingMemo()
-	got, err := encodedResources(res, memo, envoy.Sidecar)
+	memo := newEncodingMemo(nil, nil)
+	got, err := encodedResources(res, memo, envoy.Sidecar, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -325,9 +325,17 @@ type wireKey struct{ typeURL, name, hash string }
 type wireEntry struct {
 	e    entry
 	wire types.Resource
-	// gen is the last update whose desired configurations use it, stepGen
-	// the last whose steps towards them do.
-	gen, stepGen uint64
+	// refs counts the live maps holding it; stepGen is the last update
+	// whose steps towards the desired configurations use it.
+	refs    int
+	stepGen uint64
+}
+
+// liveMap is a map of a desired configuration: the last update whose
+// desired configurations hold it, and the shared copies it counts in.
+type liveMap struct {
+	gen     uint64
+	entries []*wireEntry
 }
 
 // newConfig wraps set, whose maps it may modify: each entry becomes the
@@ -397,6 +405,10 @@ func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, rea
 		return w
 	}
 	wire := make(map[string]types.ResourceWithTTL, len(m))
+	var live *liveMap
+	if !step && s.live[mapPointer(m)] == nil {
+		live = &liveMap{gen: s.gen, entries: make([]*wireEntry, 0, len(m))}
+	}
 	for name, e := range m {
 		k := wireKey{t, name, e.hash}
 		w := s.wire[k]
@@ -417,20 +429,23 @@ func (s *Server) wiredType(t string, m map[string]entry, memo *encodingMemo, rea
 		}
 		if step {
 			w.stepGen = s.gen
-		} else {
-			w.gen = s.gen
+		} else if live != nil {
+			w.refs++
+			live.entries = append(live.entries, w)
 		}
 		if (!read || !encodedOnly(w.e.res) || encodedOnly(e.res)) && e != w.e {
 			m[name] = w.e
 		}
 		wire[name] = types.ResourceWithTTL{Resource: w.wire}
 	}
+	if live != nil {
+		s.live[mapPointer(m)] = live
+	} else if !step {
+		s.live[mapPointer(m)].gen = s.gen
+	}
 	out := wiredType{wire: wire, version: typeVersion(m)}
 	if s.wired != nil {
 		s.wired[k] = out
-		if !step {
-			s.marked[mapPointer(m)] = true
-		}
 	}
 	return out
 }
@@ -442,21 +457,24 @@ func (s *Server) markInUse(c *config) {
 	}
 }
 
-// markMapInUse marks the shared copies of m, of type t, as used by this
-// update, once per map.
+// markMapInUse marks m, a map of type t, as held by a desired
+// configuration of this update. A map marked by the update before costs
+// nothing; one not, a walk of its entries, whose shared copies count it
+// in until an update ends without marking it (see pruneWire).
 func (s *Server) markMapInUse(t string, m map[string]entry) {
 	p := mapPointer(m)
-	if s.marked[p] {
+	if lm := s.live[p]; lm != nil {
+		lm.gen = s.gen
 		return
 	}
-	if s.marked != nil {
-		s.marked[p] = true
-	}
+	lm := &liveMap{gen: s.gen, entries: make([]*wireEntry, 0, len(m))}
 	for name, e := range m {
 		if w := s.wire[wireKey{t, name, e.hash}]; w != nil {
-			w.gen = s.gen
+			w.refs++
+			lm.entries = append(lm.entries, w)
 		}
 	}
+	s.live[p] = lm
 }
 
 // pruneWire forgets the shared copies that no desired configuration of
@@ -464,8 +482,16 @@ func (s *Server) markMapInUse(t string, m map[string]entry) {
 // that still hold one keep it.
 func (s *Server) pruneWire(steps bool) {
 	s.wirePeak = max(s.wirePeak, len(s.wire))
+	for p, lm := range s.live {
+		if lm.gen < s.gen {
+			for _, w := range lm.entries {
+				w.refs--
+			}
+			delete(s.live, p)
+		}
+	}
 	for k, w := range s.wire {
-		if w.gen < s.gen && (!steps || w.stepGen < s.gen) {
+		if w.refs == 0 && (!steps || w.stepGen < s.gen) {
 			delete(s.wire, k)
 		}
 	}
@@ -510,17 +536,24 @@ func encodedOnly(m types.Resource) bool {
 
 // encodingMemo holds the encodings of the resources the keys of one
 // update share (a Builder hands every key the same pointers), so that each
-// is encoded and hashed once. A nil memo holds nothing. Safe for
-// concurrent use.
+// is encoded and hashed once: the Builder's own memo for resources it
+// built (which outlives the update for those the next Builder carries),
+// this one's for others. A nil memo holds nothing. Safe for concurrent
+// use.
 type encodingMemo struct {
-	mu sync.Mutex
-	m  map[proto.Message]encoding
+	builder *envoy.Builder
+	mu      sync.Mutex
+	m       map[proto.Message]encoding
 	// lists are the maps built from the Builder's lists; canon maps one
 	// of them to the older map with its content, and olds holds what was
-	// derived from that (see sameAs).
-	lists map[listKey]*listMap
-	canon map[unsafe.Pointer]map[string]entry
-	olds  map[unsafe.Pointer]wiredType
+	// derived from that (see sameAs). held are the maps the keys held
+	// for the lists of the update before (see heldLists), reused are
+	// those of them keys hold again.
+	lists  map[listKey]*listMap
+	canon  map[unsafe.Pointer]map[string]entry
+	olds   map[unsafe.Pointer]wiredType
+	held   map[listKey]map[string]entry
+	reused map[listKey]map[string]entry
 }
 
 type encoding struct {
@@ -528,24 +561,43 @@ type encoding struct {
 	hash string
 }
 
-func newEncodingMemo() *encodingMemo {
-	return &encodingMemo{m: map[proto.Message]encoding{}, lists: map[listKey]*listMap{},
-		canon: map[unsafe.Pointer]map[string]entry{}, olds: map[unsafe.Pointer]wiredType{}}
+// newEncodingMemo returns a memo for an update from b (nil: none); held
+// are the heldLists of the update before.
+func newEncodingMemo(b *envoy.Builder, held map[listKey]map[string]entry) *encodingMemo {
+	return &encodingMemo{builder: b, m: map[proto.Message]encoding{}, lists: map[listKey]*listMap{},
+		canon: map[unsafe.Pointer]map[string]entry{}, olds: map[unsafe.Pointer]wiredType{},
+		held: held, reused: map[listKey]map[string]entry{}}
 }
 
-// encoded returns m's encoding if e made it, else nil.
+// encoded returns m's encoding if e or its Builder made it, else nil.
 func (e *encodingMemo) encoded(m types.Resource) []byte {
 	if e == nil {
 		return nil
+	}
+	if r, ok := m.(envoyResource); ok {
+		if enc, built, err := e.builder.Encoding(r); built && err == nil {
+			return enc.Bytes
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.m[m].b
 }
 
+// envoyResource is what every generated Envoy message implements.
+type envoyResource interface {
+	proto.Message
+	ValidateAll() error
+}
+
 // encode returns m's deterministic encoding and its hash.
 func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
 	if e != nil {
+		if r, ok := m.(envoyResource); ok {
+			if enc, built, err := e.builder.Encoding(r); built {
+				return encoding{b: enc.Bytes, hash: enc.Hash}, err
+			}
+		}
 		e.mu.Lock()
 		enc, ok := e.m[m]
 		e.mu.Unlock()
@@ -553,17 +605,37 @@ func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
 			return enc, nil
 		}
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	enc, err := envoy.EncodingOf(m)
 	if err != nil {
-		return encoding{}, fmt.Errorf("hash %T: %w", m, err)
+		return encoding{}, err
 	}
-	enc := encoding{b: b, hash: hashOf(b)}
 	if e != nil {
 		e.mu.Lock()
-		e.m[m] = enc
+		e.m[m] = encoding{b: enc.Bytes, hash: enc.Hash}
 		e.mu.Unlock()
 	}
-	return enc, nil
+	return encoding{b: enc.Bytes, hash: enc.Hash}, nil
+}
+
+// heldLists returns, for each of the Builder's lists a map was built from
+// this update or the one before, the map the keys hold for it: the map
+// built, or the older one sameAs gave them in its place.
+func (e *encodingMemo) heldLists() map[listKey]map[string]entry {
+	out := make(map[listKey]map[string]entry, len(e.lists)+len(e.reused))
+	for k, lm := range e.lists {
+		if lm.m == nil {
+			continue
+		}
+		if c, ok := e.canon[mapPointer(lm.m)]; ok {
+			out[k] = c
+		} else {
+			out[k] = lm.m
+		}
+	}
+	for k, m := range e.reused {
+		out[k] = m
+	}
+	return out
 }
 
 // encodedResources returns r's resources by type and name with their
@@ -573,15 +645,15 @@ func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
 // route configurations, shared scopes) is built once and shared by them;
 // a gRPC key's route configurations, which newConfig keeps as messages,
 // are its own.
-func encodedResources(r *envoy.Resources, memo *encodingMemo, role envoy.Role) (resourceSet, error) {
+func encodedResources(r *envoy.Resources, memo *encodingMemo, role envoy.Role, last resourceSet) (resourceSet, error) {
 	s := resourceSet{}
 	var errs [6]error
-	s[resourcev3.ListenerType], errs[0] = typeMap(memo, true, resourcev3.ListenerType, r.Listeners, (*listenerv3.Listener).GetName)
-	s[resourcev3.ScopedRouteType], errs[1] = typeMap(memo, true, resourcev3.ScopedRouteType, r.Scopes, (*routev3.ScopedRouteConfiguration).GetName)
-	s[resourcev3.RouteType], errs[2] = typeMap(memo, role != envoy.GRPC, resourcev3.RouteType, r.Routes, (*routev3.RouteConfiguration).GetName)
-	s[resourcev3.ClusterType], errs[3] = typeMap(memo, true, resourcev3.ClusterType, r.Clusters, (*clusterv3.Cluster).GetName)
-	s[resourcev3.EndpointType], errs[4] = typeMap(memo, true, resourcev3.EndpointType, r.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
-	s[resourcev3.SecretType], errs[5] = typeMap(memo, true, resourcev3.SecretType, r.Secrets, (*tlsv3.Secret).GetName)
+	s[resourcev3.ListenerType], errs[0] = typeMap(memo, true, resourcev3.ListenerType, r.Listeners, (*listenerv3.Listener).GetName, last)
+	s[resourcev3.ScopedRouteType], errs[1] = typeMap(memo, true, resourcev3.ScopedRouteType, r.Scopes, (*routev3.ScopedRouteConfiguration).GetName, last)
+	s[resourcev3.RouteType], errs[2] = typeMap(memo, role != envoy.GRPC, resourcev3.RouteType, r.Routes, (*routev3.RouteConfiguration).GetName, last)
+	s[resourcev3.ClusterType], errs[3] = typeMap(memo, true, resourcev3.ClusterType, r.Clusters, (*clusterv3.Cluster).GetName, last)
+	s[resourcev3.EndpointType], errs[4] = typeMap(memo, true, resourcev3.EndpointType, r.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName, last)
+	s[resourcev3.SecretType], errs[5] = typeMap(memo, true, resourcev3.SecretType, r.Secrets, (*tlsv3.Secret).GetName, last)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -604,8 +676,10 @@ type listMap struct {
 }
 
 // typeMap returns items by name with their hashes; shared, the same map
-// for every call of one update with the same list.
-func typeMap[T proto.Message](memo *encodingMemo, shared bool, typeURL string, items []T, name func(T) string) (map[string]entry, error) {
+// for every call of one update with the same list, and the map the key
+// holds in last (its last configuration, nil if none) if that is the one
+// keys held for the same list after the update before.
+func typeMap[T proto.Message](memo *encodingMemo, shared bool, typeURL string, items []T, name func(T) string, last resourceSet) (map[string]entry, error) {
 	build := func() (map[string]entry, error) {
 		m := make(map[string]entry, len(items))
 		for _, it := range items {
@@ -621,6 +695,12 @@ func typeMap[T proto.Message](memo *encodingMemo, shared bool, typeURL string, i
 		return build()
 	}
 	k := listKey{typeURL, unsafe.Pointer(unsafe.SliceData(items)), len(items)}
+	if h := memo.held[k]; h != nil && sameMap(h, last[typeURL]) {
+		memo.mu.Lock()
+		memo.reused[k] = h
+		memo.mu.Unlock()
+		return h, nil
+	}
 	memo.mu.Lock()
 	lm := memo.lists[k]
 	if lm == nil {
@@ -678,12 +758,6 @@ func (e *encodingMemo) derived(m map[string]entry) (wiredType, bool) {
 	defer e.mu.Unlock()
 	w, ok := e.olds[mapPointer(m)]
 	return w, ok
-}
-
-// hashOf is hashMessage of the message whose encoding is b.
-func hashOf(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
 }
 
 // snapshot is a config as go-control-plane's cache serves it. State of the

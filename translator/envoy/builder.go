@@ -28,6 +28,13 @@ import (
 type Builder struct {
 	in *ir.IR
 
+	// prev is what this Builder takes from the Builder of the IR before
+	// it (see Next); nil when it builds everything.
+	prev *carried
+	// base is the number of hosts and clusters of the last Builder that
+	// built everything, rebuilt how many of them Builders made since then.
+	base, rebuilt int
+
 	// clusterMu guards clusters and assignments, indexed like in.Clusters
 	// and nil until built.
 	clusterMu   sync.Mutex
@@ -44,6 +51,11 @@ type Builder struct {
 	grpcOnce      sync.Once
 	grpcListeners []*listenerv3.Listener
 	grpcRoutes    []*routev3.RouteConfiguration
+	// grpcHostListeners and grpcHostRoutes are by index in in.Hosts; a
+	// host without standby clusters has no route configuration of its own
+	// (nil).
+	grpcHostListeners []*listenerv3.Listener
+	grpcHostRoutes    []*routev3.RouteConfiguration
 
 	uniqueOnce sync.Once
 	unique     bool // see uniqueDomains
@@ -54,17 +66,18 @@ type Builder struct {
 	sharedOnce sync.Once
 	shared     *sharedScopes // when uniqueDomains()
 
-	sidecarScopes byNamespace[sidecarScopes]
-	sidecarRoutes byNamespace[*routev3.RouteConfiguration]
+	sidecarScopes byKey[string, sidecarScopes]
+	sidecarRoutes byKey[string, []*routev3.RouteConfiguration]
+	outbound      byKey[Proxy, []*listenerv3.Listener]
 
 	valid validCache
 }
 
-// byNamespace holds a value per proxy namespace, each built once, on first
-// use. Safe for concurrent use; the zero value is ready.
-type byNamespace[T any] struct {
+// byKey holds a value per key (a proxy namespace, a proxy), each built
+// once, on first use. Safe for concurrent use; the zero value is ready.
+type byKey[K comparable, T any] struct {
 	mu     sync.Mutex
-	values map[string]*lazy[T]
+	values map[K]*lazy[T]
 }
 
 type lazy[T any] struct {
@@ -72,26 +85,39 @@ type lazy[T any] struct {
 	value T
 }
 
-// get returns ns's value, calling build to make it the first time.
-func (m *byNamespace[T]) get(ns string, build func() T) T {
+// get returns k's value, calling build to make it the first time.
+func (m *byKey[K, T]) get(k K, build func() T) T {
 	m.mu.Lock()
-	l := m.values[ns]
+	l := m.values[k]
 	if l == nil {
 		l = &lazy[T]{}
 		if m.values == nil {
-			m.values = map[string]*lazy[T]{}
+			m.values = map[K]*lazy[T]{}
 		}
-		m.values[ns] = l
+		m.values[k] = l
 	}
 	m.mu.Unlock()
 	l.once.Do(func() { l.value = build() })
 	return l.value
 }
 
+// built returns the values built so far, by key. Only call it once no
+// get is under way.
+func (m *byKey[K, T]) built() map[K]T {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[K]T, len(m.values))
+	for k, l := range m.values {
+		out[k] = l.value
+	}
+	return out
+}
+
 // NewBuilder returns a Builder for in. It builds nothing until asked.
 func NewBuilder(in *ir.IR) *Builder {
 	return &Builder{
 		in:          in,
+		base:        len(in.Hosts) + len(in.Clusters),
 		clusters:    make([]*clusterv3.Cluster, len(in.Clusters)),
 		assignments: make([]*endpointv3.ClusterLoadAssignment, len(in.Clusters)),
 	}
@@ -104,11 +130,11 @@ func (b *Builder) Build(p Proxy) (*Resources, error) {
 	var res Resources
 	switch p.Role {
 	case Sidecar:
+		res.Listeners = b.outboundListener(p)
 		if p.ScopedRoutes {
-			res = *b.sidecar(p)
+			res.Scopes, res.Routes = b.sidecar(p.Namespace)
 		} else {
-			res.Listeners = []*listenerv3.Listener{buildOutboundListener(p, singleRouteHCM)}
-			res.Routes = []*routev3.RouteConfiguration{b.sidecarRouteConfig(p.Namespace)}
+			res.Routes = b.sidecarRouteConfig(p.Namespace)
 		}
 		res.Clusters, res.Endpoints = b.mesh()
 	case GRPC:
@@ -130,9 +156,10 @@ func (b *Builder) Build(p Proxy) (*Resources, error) {
 // some host's routes or standby list name, sorted.
 func (b *Builder) mesh() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
 	b.meshOnce.Do(func() {
-		b.meshClusters, b.meshAssignments = b.clustersNamed(referencedClusters(b.in.Hosts))
-		sortClusters(b.meshClusters, b.meshAssignments)
-		b.meshClusters, b.meshAssignments = slices.Clip(b.meshClusters), slices.Clip(b.meshAssignments)
+		cls, eps := b.clustersNamed(referencedClusters(b.in.Hosts))
+		sortClusters(cls, eps)
+		b.meshClusters = sameList(slices.Clip(cls), b.prev.old().meshClusters)
+		b.meshAssignments = sameList(slices.Clip(eps), b.prev.old().meshAssignments)
 	})
 	return b.meshClusters, b.meshAssignments
 }
@@ -142,7 +169,8 @@ func (b *Builder) mesh() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignm
 func (b *Builder) clustersNamed(used map[string]bool) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
 	cls := make([]*clusterv3.Cluster, 0, len(used))
 	eps := make([]*endpointv3.ClusterLoadAssignment, 0, len(used))
-	var fresh []int
+	var freshClusters []*clusterv3.Cluster
+	var freshAssignments []*endpointv3.ClusterLoadAssignment
 	b.clusterMu.Lock()
 	defer b.clusterMu.Unlock()
 	var clusterAlloc clusterAllocator
@@ -153,24 +181,22 @@ func (b *Builder) clustersNamed(used map[string]bool) ([]*clusterv3.Cluster, []*
 			continue
 		}
 		if b.clusters[i] == nil {
-			b.clusters[i], b.assignments[i] = clusterAlloc.cluster(c), endpointAlloc.loadAssignment(c)
-			fresh = append(fresh, i)
+			b.clusters[i] = clusterAlloc.cluster(c)
+			freshClusters = append(freshClusters, b.clusters[i])
+		}
+		if b.assignments[i] == nil {
+			b.assignments[i] = endpointAlloc.loadAssignment(c)
+			freshAssignments = append(freshAssignments, b.assignments[i])
 		}
 		cls, eps = append(cls, b.clusters[i]), append(eps, b.assignments[i])
 	}
-	if len(fresh) > 0 {
-		own(&b.valid, pick(b.clusters, fresh))
-		own(&b.valid, pick(b.assignments, fresh))
+	if len(freshClusters) > 0 {
+		own(&b.valid, freshClusters)
+	}
+	if len(freshAssignments) > 0 {
+		own(&b.valid, freshAssignments)
 	}
 	return cls, eps
-}
-
-func pick[T any](items []T, indexes []int) []T {
-	out := make([]T, len(indexes))
-	for i, j := range indexes {
-		out[i] = items[j]
-	}
-	return out
 }
 
 // sortClusters sorts both lists by name; the IR's order usually is that
@@ -192,6 +218,10 @@ func (b *Builder) routesOf() [][]*routev3.Route {
 		b.hostRoutes = make([][]*routev3.Route, len(b.in.Hosts))
 		var alloc routeAllocator
 		for i, h := range b.in.Hosts {
+			if routes := b.prev.routesOf(i); routes != nil {
+				b.hostRoutes[i] = routes
+				continue
+			}
 			b.hostRoutes[i] = buildRoutes(&alloc, h.Routes)
 		}
 	})
@@ -204,21 +234,34 @@ func (b *Builder) routesOf() [][]*routev3.Route {
 func (b *Builder) buildGRPC() {
 	routes, shared := b.routesOf(), b.hostRouteConfigs()
 	alloc := newGRPCAllocator()
-	b.grpcListeners = make([]*listenerv3.Listener, len(b.in.Hosts))
-	b.grpcRoutes = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
+	b.grpcHostListeners = make([]*listenerv3.Listener, len(b.in.Hosts))
+	b.grpcHostRoutes = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
+	listeners := make([]*listenerv3.Listener, len(b.in.Hosts))
+	configs := make([]*routev3.RouteConfiguration, len(b.in.Hosts))
 	var fresh []*routev3.RouteConfiguration
+	var freshListeners []*listenerv3.Listener
 	for i, h := range b.in.Hosts {
-		b.grpcListeners[i] = alloc.apiListener(h)
+		l, rc := b.prev.grpcHost(i)
+		if l == nil {
+			l = alloc.apiListener(h)
+			freshListeners = append(freshListeners, l)
+		}
+		b.grpcHostListeners[i], listeners[i] = l, l
 		if len(h.Standby) == 0 {
-			b.grpcRoutes[i] = shared[i]
+			configs[i] = shared[i]
 			continue
 		}
-		b.grpcRoutes[i] = alloc.apiRouteConfig(h, routes[i])
-		fresh = append(fresh, b.grpcRoutes[i])
+		if rc == nil {
+			rc = alloc.apiRouteConfig(h, routes[i])
+			fresh = append(fresh, rc)
+		}
+		b.grpcHostRoutes[i], configs[i] = rc, rc
 	}
-	slices.SortFunc(b.grpcListeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
-	sortRouteConfigs(b.grpcRoutes)
-	own(&b.valid, b.grpcListeners)
+	slices.SortFunc(listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
+	sortRouteConfigs(configs)
+	b.grpcListeners = sameList(listeners, b.prev.old().grpcListeners)
+	b.grpcRoutes = sameList(configs, b.prev.old().grpcRoutes)
+	own(&b.valid, freshListeners)
 	own(&b.valid, fresh)
 }
 
@@ -228,38 +271,62 @@ func (b *Builder) uniqueDomains() bool {
 	return b.unique
 }
 
-// sidecar returns the outbound listener of scoped sidecar p, its scopes
-// and the route configurations they name; scopes and route configurations
-// are built once per namespace, and shared by namespaces when they can be.
-func (b *Builder) sidecar(p Proxy) *Resources {
-	scopes := b.sidecarScopes.get(p.Namespace, func() sidecarScopes {
+// outboundListener returns the outbound listener of sidecar p, as a list
+// of one, built once per proxy.
+func (b *Builder) outboundListener(p Proxy) []*listenerv3.Listener {
+	return b.outbound.get(p, func() []*listenerv3.Listener {
+		if l := b.prev.old().outbound[p]; l != nil {
+			return l
+		}
+		hcm := singleRouteHCM
+		if p.ScopedRoutes {
+			hcm = outboundHCM
+		}
+		l := []*listenerv3.Listener{buildOutboundListener(p, hcm)}
+		own(&b.valid, l)
+		return l
+	})
+}
+
+// sidecar returns the scopes of scoped sidecars in namespace ns and the
+// route configurations they name; both are built once per namespace, and
+// shared by namespaces when they can be.
+func (b *Builder) sidecar(ns string) ([]*routev3.ScopedRouteConfiguration, []*routev3.RouteConfiguration) {
+	scopes := b.sidecarScopes.get(ns, func() sidecarScopes {
 		if !b.uniqueDomains() {
-			sc := buildSidecarScopes(b.in.Hosts, b.hostRouteConfigs(), p.Namespace)
+			sc := buildSidecarScopes(b.in.Hosts, b.hostRouteConfigs(), ns)
 			own(&b.valid, sc.scopes)
 			return sc
 		}
-		b.sharedOnce.Do(func() {
-			b.shared = buildSharedScopes(b.in.Hosts)
-			for i := range b.in.Hosts {
-				own(&b.valid, b.shared.anyNamespace[i])
-				own(&b.valid, b.shared.short[i])
-			}
-		})
-		return sidecarScopes{scopes: b.shared.forNamespace(b.in.Hosts, p.Namespace), routes: b.hostRouteConfigs()}
+		b.sharedOnce.Do(b.buildSharedScopes)
+		scopes := b.shared.forNamespace(b.in.Hosts, ns)
+		return sidecarScopes{scopes: sameList(scopes, b.prev.old().namespaceScopes[ns]), routes: b.hostRouteConfigs()}
 	})
-	return &Resources{
-		Listeners: []*listenerv3.Listener{buildOutboundListener(p, outboundHCM)},
-		Scopes:    scopes.scopes,
-		Routes:    scopes.routes,
+	return scopes.scopes, scopes.routes
+}
+
+// buildSharedScopes builds the scopes every namespace's sidecars share,
+// taking those of hosts that did not change from the previous Builder.
+func (b *Builder) buildSharedScopes() {
+	b.shared = buildSharedScopes(b.in.Hosts, b.prev.scopesOf)
+	for i := range b.in.Hosts {
+		if anyNamespace, short := b.prev.scopesOf(i); anyNamespace == nil && short == nil {
+			own(&b.valid, b.shared.anyNamespace[i])
+			own(&b.valid, b.shared.short[i])
+		}
 	}
 }
 
 // sidecarRouteConfig returns the outbound route configuration of sidecars
-// without scoped routes in namespace ns, built once per namespace.
-func (b *Builder) sidecarRouteConfig(ns string) *routev3.RouteConfiguration {
-	return b.sidecarRoutes.get(ns, func() *routev3.RouteConfiguration {
-		rc := buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains())
-		own(&b.valid, []*routev3.RouteConfiguration{rc})
+// without scoped routes in namespace ns, as a list of one, built once per
+// namespace.
+func (b *Builder) sidecarRouteConfig(ns string) []*routev3.RouteConfiguration {
+	return b.sidecarRoutes.get(ns, func() []*routev3.RouteConfiguration {
+		if rc := b.prev.old().sidecarRoutes[ns]; rc != nil {
+			return rc
+		}
+		rc := []*routev3.RouteConfiguration{buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains())}
+		own(&b.valid, rc)
 		return rc
 	})
 }
@@ -270,11 +337,18 @@ func (b *Builder) hostRouteConfigs() []*routev3.RouteConfiguration {
 	b.hostConfigsOnce.Do(func() {
 		routes := b.routesOf()
 		var alloc hostConfigAllocator
-		b.hostConfigs = make([]*routev3.RouteConfiguration, len(b.in.Hosts))
+		configs := make([]*routev3.RouteConfiguration, len(b.in.Hosts))
+		var fresh []*routev3.RouteConfiguration
 		for i, h := range b.in.Hosts {
-			b.hostConfigs[i] = alloc.routeConfig(h, routes[i])
+			if rc := b.prev.hostConfigOf(i); rc != nil {
+				configs[i] = rc
+				continue
+			}
+			configs[i] = alloc.routeConfig(h, routes[i])
+			fresh = append(fresh, configs[i])
 		}
-		own(&b.valid, b.hostConfigs)
+		own(&b.valid, fresh)
+		b.hostConfigs = sameList(configs, b.prev.old().hostConfigs)
 	})
 	return b.hostConfigs
 }

@@ -304,7 +304,7 @@ func TestSidecarDomainsUnique(t *testing.T) {
 			}
 			var shared *sharedScopes
 			if tc.want {
-				shared = buildSharedScopes(tc.hosts)
+				shared = buildSharedScopes(tc.hosts, (*carried)(nil).scopesOf)
 			}
 			routes := make([][]*routev3.Route, len(tc.hosts))
 			for _, ns := range []string{"x", "y"} {

@@ -143,11 +143,17 @@ type sharedScopes struct {
 	short        [][]*routev3.ScopedRouteConfiguration // by host
 }
 
-func buildSharedScopes(hosts []ir.Host) *sharedScopes {
+// buildSharedScopes builds the shared scopes of hosts; built(i) returns
+// those of hosts[i] if they are built already (both nil if not).
+func buildSharedScopes(hosts []ir.Host, built func(i int) (anyNamespace, short []*routev3.ScopedRouteConfiguration)) *sharedScopes {
 	var a scopeAllocator
 	var da domainAllocator
 	s := &sharedScopes{anyNamespace: make([][]*routev3.ScopedRouteConfiguration, len(hosts)), short: make([][]*routev3.ScopedRouteConfiguration, len(hosts))}
 	for i, h := range hosts {
+		if anyNamespace, short := built(i); anyNamespace != nil || short != nil {
+			s.anyNamespace[i], s.short[i] = anyNamespace, short
+			continue
+		}
 		s.anyNamespace[i] = a.scopesFor(sidecarDomainsIn(&da, h, ""), h.Name)
 		s.short[i] = a.scopesFor(shortDomains(h), h.Name)
 	}

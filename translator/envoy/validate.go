@@ -1,8 +1,11 @@
 package envoy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -12,6 +15,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // validator is what every generated Envoy message implements.
@@ -33,19 +37,49 @@ func Validate(r *Resources) error { return validate(r, nil) }
 func (b *Builder) Validate(r *Resources) error { return validate(r, &b.valid) }
 
 // validate is Validate remembering, in cache (nil: none), what is known of
-// the resources a Builder built.
+// the resources a Builder built, and of the lists it handed out.
 func validate(r *Resources, cache *validCache) error {
 	var errs []error
-	listeners := lookupAll(cache, r.Listeners)
-	routes := lookupAll(cache, r.Routes)
-	errs = append(errs, validateEach("listener", r.Listeners, listeners, func(l *listenerv3.Listener) string { return l.Name })...)
-	errs = append(errs, validateEach("route configuration", r.Routes, routes, func(rc *routev3.RouteConfiguration) string { return rc.Name })...)
-	errs = append(errs, validateEach("cluster", r.Clusters, lookupAll(cache, r.Clusters), func(c *clusterv3.Cluster) string { return c.Name })...)
-	errs = append(errs, validateEach("load assignment", r.Endpoints, lookupAll(cache, r.Endpoints), func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })...)
-	errs = append(errs, validateEach("secret", r.Secrets, lookupAll(cache, r.Secrets), func(s *tlsv3.Secret) string { return s.Name })...)
+	errs = append(errs, checkList(cache, "listener", r.Listeners, func(l *listenerv3.Listener) string { return l.Name })...)
+	errs = append(errs, checkList(cache, "route configuration", r.Routes, func(rc *routev3.RouteConfiguration) string { return rc.Name })...)
+	errs = append(errs, checkList(cache, "cluster", r.Clusters, func(c *clusterv3.Cluster) string { return c.Name })...)
+	errs = append(errs, checkList(cache, "load assignment", r.Endpoints, func(e *endpointv3.ClusterLoadAssignment) string { return e.ClusterName })...)
+	errs = append(errs, checkList(cache, "secret", r.Secrets, func(s *tlsv3.Secret) string { return s.Name })...)
 	errs = append(errs, validateScopes(cache, r.Scopes, r.Routes)...)
-	errs = append(errs, validateRefs(r, listeners, routes)...)
+	errs = append(errs, checkRefs(cache, r)...)
 	return errors.Join(errs...)
+}
+
+// checkList is validateEach of items, worked out once per list with a
+// cache.
+func checkList[T validator](cache *validCache, kind string, items []T, name func(T) string) []error {
+	if cache == nil || len(items) == 0 {
+		return validateEach(kind, items, nil, name)
+	}
+	c := cache.listCheck(idOf(items))
+	c.once.Do(func() { c.errs = validateEach(kind, items, lookupAll(cache, items), name) })
+	return c.errs
+}
+
+// checkRefs is validateRefs of r, worked out once per set of lists with a
+// cache.
+func checkRefs(cache *validCache, r *Resources) []error {
+	if cache == nil {
+		return validateRefs(r, nil, nil)
+	}
+	k := refsKey{idOf(r.Listeners), idOf(r.Routes), idOf(r.Clusters), idOf(r.Endpoints)}
+	cache.mu.Lock()
+	if cache.refs == nil {
+		cache.refs = map[refsKey]*listCheck{}
+	}
+	c := cache.refs[k]
+	if c == nil {
+		c = &listCheck{}
+		cache.refs[k] = c
+	}
+	cache.mu.Unlock()
+	c.once.Do(func() { c.errs = validateRefs(r, lookupAll(cache, r.Listeners), lookupAll(cache, r.Routes)) })
+	return c.errs
 }
 
 // validateEach checks items[i] with known[i] when there is one (a nil or
@@ -107,57 +141,65 @@ func edsName(c *clusterv3.Cluster) string {
 
 // validateScopes checks each scope, that its route configuration is one of
 // routes, and that no two scopes have one name or one key. With a cache,
-// the result for two lists is worked out once (a namespace's sidecars
-// share theirs, of a hundred thousand scopes in a large mesh).
+// what depends on the scopes alone is worked out once per list (a
+// namespace's sidecars share theirs, of a hundred thousand scopes in a
+// large mesh).
 func validateScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguration, routes []*routev3.RouteConfiguration) []error {
 	if len(scopes) == 0 {
 		return nil
 	}
+	c := &scopeListCheck{}
 	if cache == nil {
-		return checkScopes(cache, scopes, routes)
+		c.errs, c.routes = checkScopes(cache, scopes)
+	} else {
+		cache.mu.Lock()
+		if cache.scopeLists == nil {
+			cache.scopeLists = map[listID]*scopeListCheck{}
+		}
+		k := idOf(scopes)
+		c = cache.scopeLists[k]
+		if c == nil {
+			c = &scopeListCheck{}
+			cache.scopeLists[k] = c
+		}
+		cache.mu.Unlock()
+		c.once.Do(func() { c.errs, c.routes = checkScopes(cache, scopes) })
 	}
-	k := scopeListsKey{unsafe.SliceData(scopes), len(scopes), unsafe.SliceData(routes), len(routes)}
-	cache.mu.Lock()
-	if cache.scopeLists == nil {
-		cache.scopeLists = map[scopeListsKey]*scopeListsCheck{}
-	}
-	c := cache.scopeLists[k]
-	if c == nil {
-		// The entry holds the lists, so that their identity is not reused
-		// while it lives.
-		c = &scopeListsCheck{scopes: scopes, routes: routes}
-		cache.scopeLists[k] = c
-	}
-	cache.mu.Unlock()
-	c.once.Do(func() { c.errs = checkScopes(cache, scopes, routes) })
-	return c.errs
-}
-
-// scopeListsKey is the identity of two lists.
-type scopeListsKey struct {
-	scopes  *(*routev3.ScopedRouteConfiguration)
-	nScopes int
-	routes  *(*routev3.RouteConfiguration)
-	nRoutes int
-}
-
-type scopeListsCheck struct {
-	once   sync.Once
-	scopes []*routev3.ScopedRouteConfiguration
-	routes []*routev3.RouteConfiguration
-	errs   []error
-}
-
-func checkScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguration, routes []*routev3.RouteConfiguration) []error {
-	errs := validateEach("scope", scopes, lookupAll(cache, scopes), func(s *routev3.ScopedRouteConfiguration) string { return s.Name })
+	errs := slices.Clip(c.errs)
 	routeNames := make(map[string]bool, len(routes))
 	for _, rc := range routes {
 		routeNames[rc.Name] = true
 	}
+	for _, ref := range c.routes {
+		if !routeNames[ref.route] {
+			errs = append(errs, fmt.Errorf("scope %q: route configuration %q does not exist", ref.scope, ref.route))
+		}
+	}
+	return errs
+}
+
+// scopeListCheck is what is known of a list of scopes: the problems of the
+// list itself, and the route configurations it names.
+type scopeListCheck struct {
+	once   sync.Once
+	errs   []error
+	routes []scopeRef
+}
+
+// scopeRef is a route configuration a list of scopes names, and the first
+// scope that names it.
+type scopeRef struct{ scope, route string }
+
+// checkScopes returns the problems of scopes and the route configurations
+// they name.
+func checkScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguration) (errs []error, routes []scopeRef) {
+	errs = validateEach("scope", scopes, lookupAll(cache, scopes), func(s *routev3.ScopedRouteConfiguration) string { return s.Name })
+	named := map[string]bool{}
 	keys := make(map[string]string, len(scopes))
 	for _, sc := range scopes {
-		if !routeNames[sc.RouteConfigurationName] {
-			errs = append(errs, fmt.Errorf("scope %q: route configuration %q does not exist", sc.Name, sc.RouteConfigurationName))
+		if !named[sc.RouteConfigurationName] {
+			named[sc.RouteConfigurationName] = true
+			routes = append(routes, scopeRef{sc.Name, sc.RouteConfigurationName})
 		}
 		fragments := sc.GetKey().GetFragments()
 		key := ""
@@ -173,7 +215,7 @@ func checkScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguration, 
 		}
 		keys[key] = sc.Name
 	}
-	return errs
+	return errs, routes
 }
 
 // listenerRouteNames returns the RDS names used by a listener's HTTP
@@ -278,6 +320,10 @@ type validation struct {
 
 	refsOnce sync.Once
 	refs     []routeRef // a route configuration's routeConfigRefs
+
+	encodeOnce sync.Once
+	encoding   Encoding
+	encodeErr  error
 }
 
 func (v *validation) validateAll(it validator) error {
@@ -318,15 +364,91 @@ func knownAt(known []*validation, i int) *validation {
 }
 
 // validCache holds a validation for every resource a Builder built, by
-// pointer. Safe for concurrent use.
+// pointer, and what is known of the lists it handed out. Safe for
+// concurrent use.
 type validCache struct {
 	mu sync.RWMutex
 	// pending are resources built since the last lookup, registered then:
 	// building stays free of the map's cost.
 	pending []func(register func(validator, *validation))
 	known   map[validator]*validation
-	// scopeLists memoizes validateScopes.
-	scopeLists map[scopeListsKey]*scopeListsCheck
+	// lists memoizes checkList, refs checkRefs and scopeLists
+	// validateScopes. A list's identity is not reused while its entry
+	// holds it.
+	lists      map[listID]*listCheck
+	refs       map[refsKey]*listCheck
+	scopeLists map[listID]*scopeListCheck
+}
+
+// listID is the identity of a list.
+type listID struct {
+	first unsafe.Pointer
+	n     int
+}
+
+func idOf[T any](items []T) listID {
+	return listID{unsafe.Pointer(unsafe.SliceData(items)), len(items)}
+}
+
+// refsKey is the identity of the lists validateRefs reads.
+type refsKey struct{ listeners, routes, clusters, endpoints listID }
+
+type listCheck struct {
+	once sync.Once
+	errs []error
+}
+
+// listCheck returns the memo of checkList for list id.
+func (c *validCache) listCheck(id listID) *listCheck {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lists == nil {
+		c.lists = map[listID]*listCheck{}
+	}
+	l := c.lists[id]
+	if l == nil {
+		l = &listCheck{}
+		c.lists[id] = l
+	}
+	return l
+}
+
+// adopt takes what from knows of it, a resource from's Builder built.
+// Only for a cache no other goroutine uses yet.
+func (c *validCache) adopt(from *validCache, it validator) {
+	if v := from.known[it]; v != nil {
+		c.known[it] = v
+	}
+}
+
+// adoptLists takes what from knows of the lists in ids, and of the sets
+// of them validateRefs read. Only for a cache no other goroutine uses yet;
+// from must be done.
+func (c *validCache) adoptLists(from *validCache, ids map[listID]bool) {
+	for id, l := range from.lists {
+		if ids[id] {
+			if c.lists == nil {
+				c.lists = map[listID]*listCheck{}
+			}
+			c.lists[id] = l
+		}
+	}
+	for k, l := range from.refs {
+		if ids[k.listeners] && ids[k.routes] && ids[k.clusters] && ids[k.endpoints] {
+			if c.refs == nil {
+				c.refs = map[refsKey]*listCheck{}
+			}
+			c.refs[k] = l
+		}
+	}
+	for id, l := range from.scopeLists {
+		if ids[id] {
+			if c.scopeLists == nil {
+				c.scopeLists = map[listID]*scopeListCheck{}
+			}
+			c.scopeLists[id] = l
+		}
+	}
 }
 
 // own registers items as built by the cache's Builder.
@@ -357,6 +479,14 @@ func lookupAll[T validator](c *validCache, items []T) []*validation {
 	return out
 }
 
+// lookup returns the validation of it, nil if the Builder did not build it.
+func (c *validCache) lookup(it validator) *validation {
+	c.registerPending()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.known[it]
+}
+
 func (c *validCache) registerPending() {
 	c.mu.RLock()
 	n := len(c.pending)
@@ -373,4 +503,41 @@ func (c *validCache) registerPending() {
 		p(func(it validator, v *validation) { c.known[it] = v })
 	}
 	c.pending = nil
+}
+
+// Encoding is a resource's deterministic encoding and a hash of it.
+type Encoding struct {
+	Bytes []byte
+	Hash  string
+}
+
+// Encoding returns the Encoding of m, a resource b built or carried from
+// a Builder before it (see Next), made once per resource; built is false,
+// and nothing made, for any other m and for a nil b. Safe for concurrent use.
+func (b *Builder) Encoding(m validator) (enc Encoding, built bool, err error) {
+	if b == nil {
+		return Encoding{}, false, nil
+	}
+	v := b.valid.lookup(m)
+	if v == nil {
+		return Encoding{}, false, nil
+	}
+	v.encodeOnce.Do(func() { v.encoding, v.encodeErr = EncodingOf(m.(proto.Message)) })
+	return v.encoding, true, v.encodeErr
+}
+
+// EncodingOf returns m's deterministic encoding and its hash: the first 8
+// bytes of its SHA-256, in hex.
+func EncodingOf(m proto.Message) (Encoding, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return Encoding{}, fmt.Errorf("encode %T: %w", m, err)
+	}
+	return Encoding{Bytes: b, Hash: HashOf(b)}, nil
+}
+
+// HashOf is the hash of EncodingOf for the encoding b.
+func HashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
