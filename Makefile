@@ -29,7 +29,7 @@ test: envoy k8sbins
 	go vet ./...
 	go test -race -count=1 -timeout 30m ./...
 
-# The translator benchmarks, then the scale harness (cmd/weir-bench): weir as a
+# The translator and xds benchmarks, then the scale harness (cmd/weir-bench): weir as a
 # separate process with a thousand xDS clients, a real Envoy, and the peers in
 # bench/peers/ (modules of their own). It writes BENCHMARKS.md; BENCH_ARGS adds
 # harness flags, e.g. BENCH_ARGS='-skip peers -services 2000'.
@@ -38,7 +38,8 @@ bench: export WEIR_ENVOY := $(ENVOY)
 bench: export WEIR_K8S_BIN := $(CURDIR)/.cache/k8s/bin
 bench: build envoy k8sbins
 	mkdir -p $(BENCH_OUT)
-	go test -run '^$$' -bench . -benchmem -benchtime 3x ./translator/... > $(BENCH_OUT)/gobench.txt; s=$$?; cat $(BENCH_OUT)/gobench.txt; exit $$s
+	{ go test -run '^$$' -bench . -benchmem -benchtime 3x ./translator/... && \
+	  go test -run '^$$' -bench . -benchmem -benchtime 50x ./xds/; } > $(BENCH_OUT)/gobench.txt; s=$$?; cat $(BENCH_OUT)/gobench.txt; exit $$s
 	go run ./cmd/weir-bench -weir bin/weir -gobench $(BENCH_OUT)/gobench.txt -work $(BENCH_OUT)/run $(BENCH_ARGS)
 
 lint:
