@@ -543,7 +543,7 @@ func encodedOnly(m types.Resource) bool {
 type encodingMemo struct {
 	builder *envoy.Builder
 	mu      sync.Mutex
-	m       map[proto.Message]encoding
+	m       map[proto.Message]envoy.Encoding
 	// lists are the maps built from the Builder's lists; canon maps one
 	// of them to the older map with its content, and olds holds what was
 	// derived from that (see sameAs). held are the maps the keys held
@@ -556,15 +556,10 @@ type encodingMemo struct {
 	reused map[listKey]map[string]entry
 }
 
-type encoding struct {
-	b    []byte
-	hash string
-}
-
 // newEncodingMemo returns a memo for an update from b (nil: none); held
 // are the heldLists of the update before.
 func newEncodingMemo(b *envoy.Builder, held map[listKey]map[string]entry) *encodingMemo {
-	return &encodingMemo{builder: b, m: map[proto.Message]encoding{}, lists: map[listKey]*listMap{},
+	return &encodingMemo{builder: b, m: map[proto.Message]envoy.Encoding{}, lists: map[listKey]*listMap{},
 		canon: map[unsafe.Pointer]map[string]entry{}, olds: map[unsafe.Pointer]wiredType{},
 		held: held, reused: map[listKey]map[string]entry{}}
 }
@@ -574,29 +569,19 @@ func (e *encodingMemo) encoded(m types.Resource) []byte {
 	if e == nil {
 		return nil
 	}
-	if r, ok := m.(envoyResource); ok {
-		if enc, built, err := e.builder.Encoding(r); built && err == nil {
-			return enc.Bytes
-		}
+	if enc, built, err := e.builder.Encoding(m); built && err == nil {
+		return enc.Bytes
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.m[m].b
-}
-
-// envoyResource is what every generated Envoy message implements.
-type envoyResource interface {
-	proto.Message
-	ValidateAll() error
+	return e.m[m].Bytes
 }
 
 // encode returns m's deterministic encoding and its hash.
-func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
+func (e *encodingMemo) encode(m proto.Message) (envoy.Encoding, error) {
 	if e != nil {
-		if r, ok := m.(envoyResource); ok {
-			if enc, built, err := e.builder.Encoding(r); built {
-				return encoding{b: enc.Bytes, hash: enc.Hash}, err
-			}
+		if enc, built, err := e.builder.Encoding(m); built {
+			return enc, err
 		}
 		e.mu.Lock()
 		enc, ok := e.m[m]
@@ -607,14 +592,14 @@ func (e *encodingMemo) encode(m proto.Message) (encoding, error) {
 	}
 	enc, err := envoy.EncodingOf(m)
 	if err != nil {
-		return encoding{}, err
+		return envoy.Encoding{}, err
 	}
 	if e != nil {
 		e.mu.Lock()
-		e.m[m] = encoding{b: enc.Bytes, hash: enc.Hash}
+		e.m[m] = enc
 		e.mu.Unlock()
 	}
-	return encoding{b: enc.Bytes, hash: enc.Hash}, nil
+	return enc, nil
 }
 
 // heldLists returns, for each of the Builder's lists a map was built from
@@ -687,7 +672,7 @@ func typeMap[T proto.Message](memo *encodingMemo, shared bool, typeURL string, i
 			if err != nil {
 				return nil, err
 			}
-			m[name(it)] = entry{res: it, hash: enc.hash}
+			m[name(it)] = entry{res: it, hash: enc.Hash}
 		}
 		return m, nil
 	}

@@ -56,7 +56,7 @@ func checkList[T validator](cache *validCache, kind string, items []T, name func
 	if cache == nil || len(items) == 0 {
 		return validateEach(kind, items, nil, name)
 	}
-	c := cache.listCheck(idOf(items))
+	c := memoEntry(cache, &cache.lists, idOf(items))
 	c.once.Do(func() { c.errs = validateEach(kind, items, lookupAll(cache, items), name) })
 	return c.errs
 }
@@ -68,16 +68,7 @@ func checkRefs(cache *validCache, r *Resources) []error {
 		return validateRefs(r, nil, nil)
 	}
 	k := refsKey{idOf(r.Listeners), idOf(r.Routes), idOf(r.Clusters), idOf(r.Endpoints)}
-	cache.mu.Lock()
-	if cache.refs == nil {
-		cache.refs = map[refsKey]*listCheck{}
-	}
-	c := cache.refs[k]
-	if c == nil {
-		c = &listCheck{}
-		cache.refs[k] = c
-	}
-	cache.mu.Unlock()
+	c := memoEntry(cache, &cache.refs, k)
 	c.once.Do(func() { c.errs = validateRefs(r, lookupAll(cache, r.Listeners), lookupAll(cache, r.Routes)) })
 	return c.errs
 }
@@ -149,22 +140,10 @@ func validateScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguratio
 		return nil
 	}
 	c := &scopeListCheck{}
-	if cache == nil {
-		c.errs, c.routes = checkScopes(cache, scopes)
-	} else {
-		cache.mu.Lock()
-		if cache.scopeLists == nil {
-			cache.scopeLists = map[listID]*scopeListCheck{}
-		}
-		k := idOf(scopes)
-		c = cache.scopeLists[k]
-		if c == nil {
-			c = &scopeListCheck{}
-			cache.scopeLists[k] = c
-		}
-		cache.mu.Unlock()
-		c.once.Do(func() { c.errs, c.routes = checkScopes(cache, scopes) })
+	if cache != nil {
+		c = memoEntry(cache, &cache.scopeLists, idOf(scopes))
 	}
+	c.once.Do(func() { c.errs, c.routes = checkScopes(cache, scopes) })
 	errs := slices.Clip(c.errs)
 	routeNames := make(map[string]bool, len(routes))
 	for _, rc := range routes {
@@ -398,19 +377,20 @@ type listCheck struct {
 	errs []error
 }
 
-// listCheck returns the memo of checkList for list id.
-func (c *validCache) listCheck(id listID) *listCheck {
+// memoEntry returns the entry of k in *m, one of c's memos, making it
+// (and the map) the first time.
+func memoEntry[K comparable, V any](c *validCache, m *map[K]*V, k K) *V {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.lists == nil {
-		c.lists = map[listID]*listCheck{}
+	if *m == nil {
+		*m = map[K]*V{}
 	}
-	l := c.lists[id]
-	if l == nil {
-		l = &listCheck{}
-		c.lists[id] = l
+	e := (*m)[k]
+	if e == nil {
+		e = new(V)
+		(*m)[k] = e
 	}
-	return l
+	return e
 }
 
 // adopt takes what from knows of it, a resource from's Builder built.
@@ -425,28 +405,21 @@ func (c *validCache) adopt(from *validCache, it validator) {
 // of them validateRefs read. Only for a cache no other goroutine uses yet;
 // from must be done.
 func (c *validCache) adoptLists(from *validCache, ids map[listID]bool) {
-	for id, l := range from.lists {
-		if ids[id] {
-			if c.lists == nil {
-				c.lists = map[listID]*listCheck{}
+	adoptEntries(&c.lists, from.lists, func(id listID) bool { return ids[id] })
+	adoptEntries(&c.refs, from.refs, func(k refsKey) bool {
+		return ids[k.listeners] && ids[k.routes] && ids[k.clusters] && ids[k.endpoints]
+	})
+	adoptEntries(&c.scopeLists, from.scopeLists, func(id listID) bool { return ids[id] })
+}
+
+// adoptEntries copies the entries of from whose key keep accepts into *to.
+func adoptEntries[K comparable, V any](to *map[K]V, from map[K]V, keep func(K) bool) {
+	for k, v := range from {
+		if keep(k) {
+			if *to == nil {
+				*to = map[K]V{}
 			}
-			c.lists[id] = l
-		}
-	}
-	for k, l := range from.refs {
-		if ids[k.listeners] && ids[k.routes] && ids[k.clusters] && ids[k.endpoints] {
-			if c.refs == nil {
-				c.refs = map[refsKey]*listCheck{}
-			}
-			c.refs[k] = l
-		}
-	}
-	for id, l := range from.scopeLists {
-		if ids[id] {
-			if c.scopeLists == nil {
-				c.scopeLists = map[listID]*scopeListCheck{}
-			}
-			c.scopeLists[id] = l
+			(*to)[k] = v
 		}
 	}
 }
@@ -514,15 +487,16 @@ type Encoding struct {
 // Encoding returns the Encoding of m, a resource b built or carried from
 // a Builder before it (see Next), made once per resource; built is false,
 // and nothing made, for any other m and for a nil b. Safe for concurrent use.
-func (b *Builder) Encoding(m validator) (enc Encoding, built bool, err error) {
-	if b == nil {
+func (b *Builder) Encoding(m proto.Message) (enc Encoding, built bool, err error) {
+	it, ok := m.(validator)
+	if b == nil || !ok {
 		return Encoding{}, false, nil
 	}
-	v := b.valid.lookup(m)
+	v := b.valid.lookup(it)
 	if v == nil {
 		return Encoding{}, false, nil
 	}
-	v.encodeOnce.Do(func() { v.encoding, v.encodeErr = EncodingOf(m.(proto.Message)) })
+	v.encodeOnce.Do(func() { v.encoding, v.encodeErr = EncodingOf(m) })
 	return v.encoding, true, v.encodeErr
 }
 
@@ -533,11 +507,6 @@ func EncodingOf(m proto.Message) (Encoding, error) {
 	if err != nil {
 		return Encoding{}, fmt.Errorf("encode %T: %w", m, err)
 	}
-	return Encoding{Bytes: b, Hash: HashOf(b)}, nil
-}
-
-// HashOf is the hash of EncodingOf for the encoding b.
-func HashOf(b []byte) string {
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	return Encoding{Bytes: b, Hash: hex.EncodeToString(sum[:8])}, nil
 }
