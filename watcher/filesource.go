@@ -171,8 +171,10 @@ func (s *syncer) loop(ctx context.Context) error {
 }
 
 // sync rescans the tree: it watches new directories, applies files whose
-// content changed and drops files that vanished.
+// content changed and drops files that vanished. The store signals the
+// rescan's changes once, when all are applied.
 func (s *syncer) sync() error {
+	defer s.f.Store.Hold()()
 	paths, err := s.scan()
 	if err != nil {
 		return err

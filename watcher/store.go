@@ -106,6 +106,10 @@ func refOf(o Object) string {
 type Store struct {
 	db      *memdb.MemDB
 	changed chan struct{}
+
+	holdMu  sync.Mutex
+	holds   int  // guarded by holdMu: Holds not yet released
+	pending bool // guarded by holdMu: a write was made while held
 }
 
 // NewStore returns an empty store.
@@ -121,7 +125,44 @@ func NewStore() (*Store, error) {
 // two reads coalesce into one signal.
 func (s *Store) Changed() <-chan struct{} { return s.changed }
 
+// Hold defers the change signal until the returned release is called
+// (once); the writes made in between signal once, at the release. A writer
+// holds around writes that belong together (a rescan of a directory of
+// manifests), so that a translation the signal starts sees all of them.
+func (s *Store) Hold() (release func()) {
+	s.holdMu.Lock()
+	s.holds++
+	s.holdMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.holdMu.Lock()
+			s.holds--
+			signal := s.holds == 0 && s.pending
+			if signal {
+				s.pending = false
+			}
+			s.holdMu.Unlock()
+			if signal {
+				s.signal()
+			}
+		})
+	}
+}
+
 func (s *Store) notify() {
+	s.holdMu.Lock()
+	held := s.holds > 0
+	if held {
+		s.pending = true
+	}
+	s.holdMu.Unlock()
+	if !held {
+		s.signal()
+	}
+}
+
+func (s *Store) signal() {
 	select {
 	case s.changed <- struct{}{}:
 	default:

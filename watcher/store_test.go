@@ -145,6 +145,32 @@ func signalled(s *Store) bool {
 	}
 }
 
+func TestHoldSignalsOnceAtRelease(t *testing.T) {
+	s := newStore(t)
+	release := s.Hold()
+	replace(t, s, "a.yaml", svcObj("ns", "web", 80))
+	replace(t, s, "b.yaml", svcObj("ns", "api", 80))
+	inner := s.Hold()
+	inner()
+	if signalled(s) {
+		t.Fatal("the store signalled a change while a Hold was not released")
+	}
+	release()
+	release() // a second call does nothing
+	if !signalled(s) {
+		t.Fatal("no signal after the last Hold was released")
+	}
+	empty := s.Hold()
+	empty()
+	if signalled(s) {
+		t.Error("a Hold with no write in it signalled a change")
+	}
+	replace(t, s, "a.yaml", svcObj("ns", "web", 81))
+	if !signalled(s) {
+		t.Error("a write with no Hold did not signal")
+	}
+}
+
 func TestSnapshotIsolation(t *testing.T) {
 	s := newStore(t)
 	replace(t, s, "a.yaml", svcObj("ns", "web", 80))

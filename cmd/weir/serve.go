@@ -45,7 +45,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.UintVar(&outboundPort, "outbound-port", envoy.DefaultOutboundPort, "sidecar outbound listener port, unless the node's metadata sets weir.outbound_port")
 	fs.BoolVar(&cfg.ScopedRoutes, "scoped-routes", false, "sidecars pick a route configuration per service port by Host, over SRDS, unless the node's metadata sets weir.scoped_routes: a weight change sends one small route configuration instead of the namespace's whole table, at the price of a scope per host name on every sidecar stream")
 	fs.DurationVar(&cfg.ClusterGrace, "cluster-grace", 5*time.Second, "how long a cluster no route uses is still served")
-	fs.DurationVar(&cfg.Debounce, "debounce", 100*time.Millisecond, "quiet time after a change before translating")
+	fs.DurationVar(&cfg.Debounce, "debounce", 100*time.Millisecond, "a change after this much quiet translates at once; changes closer together wait for this much quiet")
 	fs.DurationVar(&cfg.DebounceMax, "debounce-max", time.Second, "longest wait before translating under a stream of changes")
 	fs.StringVar(&otlpEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector (host:port) to send a trace span per translation and per push to; default none")
 	fs.BoolVar(&otlpInsecure, "otlp-insecure", false, "talk to the --otlp-endpoint in plaintext instead of TLS")

@@ -58,8 +58,9 @@ type Config struct {
 	ScopedRoutes bool
 	// ClusterGrace is how long an unused cluster is still served.
 	ClusterGrace time.Duration
-	// Debounce is how long the first change waits for more; DebounceMax
-	// bounds the wait under a steady stream of changes.
+	// Debounce is the quiet that makes a change translate at once; a
+	// change sooner after the last translation waits for that much quiet,
+	// and DebounceMax bounds the wait under a steady stream of changes.
 	Debounce    time.Duration
 	DebounceMax time.Duration
 	// Pprof serves Go's profiles under /debug/pprof/ on the admin address.
@@ -193,7 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) translateLoop(ctx context.Context) error {
 	s.translate(ctx, time.Now())
 	for {
-		changedAt, ok := debounce(ctx, s.store.Changed(), s.cfg.Debounce, s.cfg.DebounceMax)
+		changedAt, ok := debounce(ctx, s.store.Changed(), time.Now(), s.cfg.Debounce, s.cfg.DebounceMax)
 		if !ok {
 			return nil
 		}
@@ -225,16 +226,21 @@ func (s *Server) translate(ctx context.Context, changedAt time.Time) {
 	s.log.Info("translated", "hosts", len(res.IR.Hosts), "clusters", len(res.IR.Clusters), "took", time.Since(start).Round(time.Microsecond))
 }
 
-// debounce waits for a change, then for quiet lasting wait, never longer
-// than max in total. It returns when it saw the first change, and false
-// when ctx is done.
-func debounce(ctx context.Context, changed <-chan struct{}, wait, max time.Duration) (time.Time, bool) {
+// debounce waits for a change. A change that comes wait or more after
+// quietSince (the end of the last translation) is returned at once: a single
+// edit pays no wait. A change that comes sooner starts a burst, which ends
+// after quiet lasting wait, never longer than max after its first change.
+// It returns when it saw the first change, and false when ctx is done.
+func debounce(ctx context.Context, changed <-chan struct{}, quietSince time.Time, wait, max time.Duration) (time.Time, bool) {
 	select {
 	case <-ctx.Done():
 		return time.Time{}, false
 	case <-changed:
 	}
 	first := time.Now()
+	if first.Sub(quietSince) >= wait {
+		return first, true
+	}
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
 	for {
