@@ -127,7 +127,15 @@ type Server struct {
 type keyState struct {
 	desired *config // last configuration that passed validation
 	invalid string  // last validation error logged
+	// nodes counts the nodes of the key, and arrived those whose published
+	// configuration is desired (setPublishedLocked, setDesiredLocked keep
+	// them), so that "has every node of the key arrived" costs no scan.
+	nodes, arrived int
 }
+
+// settled reports whether every node of the key has its desired
+// configuration.
+func (ks *keyState) settled() bool { return ks.arrived == ks.nodes }
 
 // nodeState is where one node is on its way to its key's configuration.
 type nodeState struct {
@@ -475,8 +483,59 @@ func (s *Server) setDesiredLocked(key envoy.Proxy, set resourceSet, memo *encodi
 	if ks.desired != nil {
 		ks.desired.forget()
 	}
-	old := ks.desired
-	ks.desired = s.newConfig(set, memo, key.Role, false, old)
+	ks.setDesired(s.newConfig(set, memo, key.Role, false, ks.desired))
+	return true
+}
+
+// setDesired makes c, which no node has published yet, the key's desired
+// configuration.
+func (ks *keyState) setDesired(c *config) {
+	ks.desired, ks.arrived = c, 0
+}
+
+// setPublishedLocked records that the cache holds c for ns.
+func (s *Server) setPublishedLocked(ns *nodeState, c *config) {
+	if ks := s.keys[ns.key]; ks != nil {
+		if ns.published == ks.desired {
+			ks.arrived--
+		}
+		if c == ks.desired {
+			ks.arrived++
+		}
+	}
+	ns.published = c
+}
+
+// joinKeyLocked counts ns, which has published nothing yet, in its key,
+// creating the key if it is new; it reports whether it did.
+func (s *Server) joinKeyLocked(ns *nodeState) bool {
+	ks, ok := s.keys[ns.key]
+	if !ok {
+		ks = &keyState{}
+		s.keys[ns.key] = ks
+	}
+	ks.nodes++
+	if ns.published == ks.desired {
+		ks.arrived++
+	}
+	return !ok
+}
+
+// leaveKeyLocked uncounts ns from its key, and drops the key when ns was its
+// last node; it reports whether it did.
+func (s *Server) leaveKeyLocked(ns *nodeState) bool {
+	ks := s.keys[ns.key]
+	if ks == nil {
+		return false
+	}
+	ks.nodes--
+	if ns.published == ks.desired {
+		ks.arrived--
+	}
+	if ks.nodes > 0 {
+		return false
+	}
+	delete(s.keys, ns.key)
 	return true
 }
 
@@ -485,13 +544,17 @@ func (s *Server) registerNode(node *corev3.Node, key envoy.Proxy) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := node.GetId()
-	if ns, ok := s.nodes[id]; ok && ns.key == key {
+	old, ok := s.nodes[id]
+	if ok && old.key == key {
 		return
 	}
-	s.nodes[id] = &nodeState{key: key}
+	if ok && s.leaveKeyLocked(old) {
+		s.sizeLocked()
+	}
+	ns := &nodeState{key: key}
+	s.nodes[id] = ns
 	s.cache.ClearSnapshot(id)
-	if _, ok := s.keys[key]; !ok {
-		s.keys[key] = &keyState{}
+	if s.joinKeyLocked(ns) {
 		s.rebuildLocked(key)
 		s.sizeLocked()
 	}
@@ -509,12 +572,9 @@ func (s *Server) forgetNode(nodeID string) {
 	}
 	delete(s.nodes, nodeID)
 	s.cache.ClearSnapshot(nodeID)
-	for _, other := range s.nodes {
-		if other.key == ns.key {
-			return
-		}
+	if !s.leaveKeyLocked(ns) {
+		return
 	}
-	delete(s.keys, ns.key)
 	s.sizeLocked()
 	s.sweepWireLocked() // the node may have been the last one moving
 }
@@ -591,13 +651,8 @@ func (s *Server) advanceLocked(nodeID string) {
 // configurations the nodes came from, which would otherwise outlive them.
 func (s *Server) forgetStepsLocked(key envoy.Proxy) {
 	ks := s.keys[key]
-	if ks == nil || ks.desired == nil {
+	if ks == nil || ks.desired == nil || !ks.settled() {
 		return
-	}
-	for _, ns := range s.nodes {
-		if ns.key == key && ns.published != ks.desired {
-			return
-		}
 	}
 	ks.desired.forget()
 	s.sweepWireLocked()
@@ -607,8 +662,8 @@ func (s *Server) forgetStepsLocked(key envoy.Proxy) {
 // allSettledLocked reports whether every node has its key's desired
 // configuration.
 func (s *Server) allSettledLocked() bool {
-	for _, ns := range s.nodes {
-		if ks := s.keys[ns.key]; ks == nil || ns.published != ks.desired {
+	for _, ks := range s.keys {
+		if !ks.settled() {
 			return false
 		}
 	}
@@ -713,7 +768,8 @@ func (s *Server) publishLocked(nodeID string, ns *nodeState, next *config, st st
 		s.log.Error("xds: set snapshot", "node", nodeID, "err", err)
 		return
 	}
-	ns.published, ns.step, ns.pending, ns.publishedAt, ns.timedOut, ns.answeredAll = next, st, pending, s.now(), false, false
+	s.setPublishedLocked(ns, next)
+	ns.step, ns.pending, ns.publishedAt, ns.timedOut, ns.answeredAll = st, pending, s.now(), false, false
 	s.notifyDeltaLocked(nodeID)
 	if st == stepSwitch {
 		ns.retireAt = s.now().Add(s.opts.ClusterGrace)

@@ -356,3 +356,63 @@ func TestSubscriptionChangeAnswersStep(t *testing.T) {
 		t.Fatal("a weight change was not published: the switch before it still waits for an answer")
 	}
 }
+
+// checkKeyCounts compares each key's counts of nodes, and of nodes that
+// have its desired configuration, with a scan of the nodes.
+func checkKeyCounts(t *testing.T, s *Server, when string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	nodes, arrived := map[envoy.Proxy]int{}, map[envoy.Proxy]int{}
+	for _, ns := range s.nodes {
+		nodes[ns.key]++
+		if ks := s.keys[ns.key]; ks != nil && ns.published == ks.desired {
+			arrived[ns.key]++
+		}
+	}
+	for key, ks := range s.keys {
+		if ks.nodes != nodes[key] || ks.arrived != arrived[key] {
+			t.Errorf("%s: key %v counts %d nodes, %d arrived; the nodes say %d, %d", when, key, ks.nodes, ks.arrived, nodes[key], arrived[key])
+		}
+	}
+	for key := range nodes {
+		if s.keys[key] == nil {
+			t.Errorf("%s: nodes of key %v, which has no state", when, key)
+		}
+	}
+}
+
+// TestKeyCountsFollowNodes: the counts that tell whether a key's nodes all
+// have its desired configuration follow connects, updates, ACKs, a node
+// that comes back as another kind of proxy, and disconnects.
+func TestKeyCountsFollowNodes(t *testing.T) {
+	s := quietServer(0)
+	s.Update(twoVersions(90, 10))
+	a := connect(t, s, "a", envoy.Sidecar)
+	b := connect(t, s, "b", envoy.Sidecar)
+	connect(t, s, "g", envoy.GRPC)
+	checkKeyCounts(t, s, "connected")
+	s.mu.Lock()
+	settled := s.allSettledLocked()
+	s.mu.Unlock()
+	if !settled {
+		t.Error("every node ACKed its configuration, yet the nodes are not all settled")
+	}
+	s.Update(twoVersions(50, 50))
+	checkKeyCounts(t, s, "updated")
+	a.ackAll(t)
+	checkKeyCounts(t, s, "one sidecar ACKed")
+	b.ackAll(t)
+	checkKeyCounts(t, s, "both sidecars ACKed")
+	register(t, s, "a", envoy.Gateway)
+	checkKeyCounts(t, s, "a came back as a gateway")
+	s.forgetNode("b")
+	checkKeyCounts(t, s, "b left")
+	s.mu.Lock()
+	_, sidecarKey := s.keys[envoy.Proxy{Role: envoy.Sidecar, Namespace: "default", OutboundAddress: "127.0.0.1", OutboundPort: 15001}]
+	keys := len(s.keys)
+	s.mu.Unlock()
+	if sidecarKey || keys != 2 {
+		t.Errorf("after the last sidecar left: %d keys, the sidecars' still there: %v; want the gateway's and the gRPC clients'", keys, sidecarKey)
+	}
+}
