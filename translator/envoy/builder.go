@@ -63,6 +63,9 @@ type Builder struct {
 	hostConfigsOnce sync.Once
 	hostConfigs     []*routev3.RouteConfiguration // sidecars', by index in in.Hosts
 
+	foreignOnce sync.Once
+	foreign     []*routev3.VirtualHost // see foreignVirtualHosts
+
 	sharedOnce sync.Once
 	shared     *sharedScopes // when uniqueDomains()
 
@@ -325,10 +328,22 @@ func (b *Builder) sidecarRouteConfig(ns string) []*routev3.RouteConfiguration {
 		if rc := b.prev.old().sidecarRoutes[ns]; rc != nil {
 			return rc
 		}
-		rc := []*routev3.RouteConfiguration{buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.uniqueDomains())}
+		rc := []*routev3.RouteConfiguration{buildOutboundRouteConfig(b.in.Hosts, b.routesOf(), ns, b.foreignVirtualHosts())}
 		own(&b.valid, rc)
 		return rc
 	})
+}
+
+// foreignVirtualHosts returns, when uniqueDomains(), every host's virtual
+// host as sidecars outside its namespace see it, built once and shared by
+// every namespace's outbound route configuration; nil otherwise.
+func (b *Builder) foreignVirtualHosts() []*routev3.VirtualHost {
+	b.foreignOnce.Do(func() {
+		if b.uniqueDomains() {
+			b.foreign = buildForeignVirtualHosts(b.in.Hosts, b.routesOf())
+		}
+	})
+	return b.foreign
 }
 
 // hostRouteConfigs returns every host's sidecar route configuration, built

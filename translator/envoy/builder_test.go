@@ -308,12 +308,12 @@ func TestSidecarDomainsUnique(t *testing.T) {
 			}
 			routes := make([][]*routev3.Route, len(tc.hosts))
 			for _, ns := range []string{"x", "y"} {
-				single := buildOutboundRouteConfig(tc.hosts, routes, ns, false)
+				single := buildOutboundRouteConfig(tc.hosts, routes, ns, nil)
 				if err := validate(&Resources{Routes: []*routev3.RouteConfiguration{single}}, nil); err != nil {
 					t.Errorf("%s: claimed domains still collide: %v", ns, err)
 				}
-				if tc.want && !proto.Equal(single, buildOutboundRouteConfig(tc.hosts, routes, ns, true)) {
-					t.Errorf("%s: unchecked domains differ from checked ones", ns)
+				if tc.want && !proto.Equal(single, buildOutboundRouteConfig(tc.hosts, routes, ns, buildForeignVirtualHosts(tc.hosts, routes))) {
+					t.Errorf("%s: shared virtual hosts differ from checked ones", ns)
 				}
 				checked := buildSidecarScopes(tc.hosts, configs, ns)
 				if err := validate(&Resources{Scopes: checked.scopes, Routes: checked.routes}, nil); err != nil {

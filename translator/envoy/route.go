@@ -28,12 +28,30 @@ import (
 )
 
 // buildOutboundRouteConfig gives every host a virtual host with its routes
-// (routes[i] are those of hosts[i]). A domain claimed by two hosts goes to
-// the first in name order; unique says no two hosts can claim one (see
-// sidecarDomainsUnique), which spares checking.
-func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string, unique bool) *routev3.RouteConfiguration {
-	domains, _ := claimedSidecarDomains(hosts, proxyNamespace, unique)
+// (routes[i] are those of hosts[i]) as sidecars in proxyNamespace see it.
+// With foreign nil, a domain claimed by two hosts goes to the first in name
+// order. Non-nil, foreign holds each host's virtual host as sidecars of
+// other namespaces see it (buildForeignVirtualHosts), which the
+// configuration shares: only the hosts of proxyNamespace get one of their
+// own. That needs domains no two hosts can claim (see
+// sidecarDomainsUnique).
+func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyNamespace string, foreign []*routev3.VirtualHost) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: OutboundRouteConfigName, VirtualHosts: make([]*routev3.VirtualHost, 0, len(hosts))}
+	if foreign != nil {
+		var a domainAllocator
+		var home slab[routev3.VirtualHost]
+		for i, h := range hosts {
+			if h.Namespace != proxyNamespace {
+				rc.VirtualHosts = append(rc.VirtualHosts, foreign[i])
+				continue
+			}
+			vh := home.new()
+			vh.Name, vh.Domains, vh.Routes = h.Name, sidecarDomainsIn(&a, h, proxyNamespace), routes[i]
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		}
+		return rc
+	}
+	domains, _ := claimedSidecarDomains(hosts, proxyNamespace, false)
 	vhs := make([]routev3.VirtualHost, len(hosts))
 	for i, h := range hosts {
 		if len(domains[i]) > 0 {
@@ -44,6 +62,20 @@ func buildOutboundRouteConfig(hosts []ir.Host, routes [][]*routev3.Route, proxyN
 	}
 	rc.VirtualHosts = slices.Clip(rc.VirtualHosts)
 	return rc
+}
+
+// buildForeignVirtualHosts returns each host's virtual host as sidecars
+// outside its namespace see it: the same in every such namespace.
+func buildForeignVirtualHosts(hosts []ir.Host, routes [][]*routev3.Route) []*routev3.VirtualHost {
+	var a domainAllocator
+	vhs := make([]routev3.VirtualHost, len(hosts))
+	out := make([]*routev3.VirtualHost, len(hosts))
+	for i, h := range hosts {
+		vh := &vhs[i]
+		vh.Name, vh.Domains, vh.Routes = h.Name, sidecarDomainsIn(&a, h, ""), routes[i]
+		out[i] = vh
+	}
+	return out
 }
 
 // claimedSidecarDomains returns the sidecar domains of each host in
