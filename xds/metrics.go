@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -40,6 +41,29 @@ type metrics struct {
 	nacks     metric.Int64Counter
 	latency   metric.Float64Histogram
 	resources metric.Int64Histogram
+	// attrs holds the attribute set of each (type URL, role), made once:
+	// making one sorts and hashes it, on every push otherwise.
+	attrs sync.Map // attrKey -> metric.MeasurementOption
+}
+
+type attrKey struct{ typeURL, role string }
+
+// with returns the attributes of role and, unless "", typeURL. Only the
+// sets of the types weir serves are kept.
+func (m *metrics) with(typeURL, role string) metric.MeasurementOption {
+	k := attrKey{typeURL, role}
+	if o, ok := m.attrs.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	kvs := []attribute.KeyValue{attribute.String("role", role)}
+	if typeURL != "" {
+		kvs = append(kvs, typeAttr(typeURL))
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	if _, known := typeNames[typeURL]; known || typeURL == "" {
+		m.attrs.Store(k, o)
+	}
+	return o
 }
 
 // newMetrics creates the server's instruments from mp (nil: a noop
@@ -79,22 +103,22 @@ func newMetrics(mp metric.MeterProvider, connected func() map[string]int) (*metr
 
 // pushed counts a response of typeURL sent to a proxy of role.
 func (m *metrics) pushed(typeURL, role string) {
-	m.pushes.Add(context.Background(), 1, metric.WithAttributes(typeAttr(typeURL), attribute.String("role", role)))
+	m.pushes.Add(context.Background(), 1, m.with(typeURL, role))
 }
 
 // nacked counts a response of typeURL a proxy of role rejected.
 func (m *metrics) nacked(typeURL, role string) {
-	m.nacks.Add(context.Background(), 1, metric.WithAttributes(typeAttr(typeURL), attribute.String("role", role)))
+	m.nacks.Add(context.Background(), 1, m.with(typeURL, role))
 }
 
 // published records the size of a snapshot published to a proxy of role.
 func (m *metrics) published(role string, resources int) {
-	m.resources.Record(context.Background(), int64(resources), metric.WithAttributes(attribute.String("role", role)))
+	m.resources.Record(context.Background(), int64(resources), m.with("", role))
 }
 
 // acked records how long a change took to reach a proxy of role.
 func (m *metrics) acked(role string, d time.Duration) {
-	m.latency.Record(context.Background(), d.Seconds(), metric.WithAttributes(attribute.String("role", role)))
+	m.latency.Record(context.Background(), d.Seconds(), m.with("", role))
 }
 
 // setSize is the number of resources in s.
