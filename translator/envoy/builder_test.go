@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -399,5 +400,28 @@ func TestOutboundConnectionManagerIsValid(t *testing.T) {
 	}
 	if err := hcm.ValidateAll(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRouteRefsNameWhatTheyFind: a route configuration's check names the
+// virtual host and route of a missing cluster, and reports what it finds
+// in the order found.
+func TestRouteRefsNameWhatTheyFind(t *testing.T) {
+	to := func(name, cluster string) *routev3.Route {
+		return &routev3.Route{Name: name, Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}}}
+	}
+	rc := &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{
+		{Name: "a", Domains: []string{"a"}, Routes: []*routev3.Route{to("a0", "here"), to("a1", "gone")}},
+		{Name: "b", Domains: []string{"a", "b"}, Routes: []*routev3.Route{to("b0", "lost")}},
+	}}
+	got := fmt.Sprint(checkRouteRefs(rc, routeConfigRefs(rc), map[string]bool{"here": true}))
+	want := fmt.Sprint([]error{
+		errors.New(`route configuration "rc", virtual host "a", route "a1": cluster "gone" does not exist`),
+		errors.New(`route configuration "rc": domain "a" in virtual hosts "a" and "b"`),
+		errors.New(`route configuration "rc", virtual host "b", route "b0": cluster "lost" does not exist`),
+	})
+	if got != want {
+		t.Errorf("found\n%s\nwant\n%s", got, want)
 	}
 }

@@ -223,47 +223,59 @@ func listenerRouteNames(l *listenerv3.Listener) []string {
 	return names
 }
 
-// routeRef is one finding of a route configuration's check, in the order
-// found: a domain claimed twice (err), or a cluster a route uses, which the
-// resources must define.
+// routeRefs are the findings of a route configuration's check, in the
+// order found: the clusters its routes use, which the resources must
+// define, and the domains it claims twice.
+type routeRefs struct {
+	refs []routeRef
+	dups []error // the errors of the refs whose route is -1, in order
+}
+
+// routeRef is a cluster that route (an index in the virtual host's Routes)
+// of virtual host vhost (an index in the configuration's VirtualHosts)
+// uses; route -1 stands for the next of routeRefs.dups.
 type routeRef struct {
-	err                   error
-	vhost, route, cluster string
+	cluster      string
+	vhost, route int32
 }
 
 // routeConfigRefs lists, virtual host by virtual host, the domains rc
 // repeats and the clusters its routes use.
-func routeConfigRefs(rc *routev3.RouteConfiguration) []routeRef {
-	var refs []routeRef
+func routeConfigRefs(rc *routev3.RouteConfiguration) routeRefs {
+	var out routeRefs
 	n := 0
 	for _, vh := range rc.VirtualHosts {
 		n += len(vh.Domains)
 	}
 	domains := make(map[string]string, n)
-	for _, vh := range rc.VirtualHosts {
+	for i, vh := range rc.VirtualHosts {
 		for _, d := range vh.Domains {
 			if other, ok := domains[d]; ok {
-				refs = append(refs, routeRef{err: fmt.Errorf("route configuration %q: domain %q in virtual hosts %q and %q", rc.Name, d, other, vh.Name)})
+				out.dups = append(out.dups, fmt.Errorf("route configuration %q: domain %q in virtual hosts %q and %q", rc.Name, d, other, vh.Name))
+				out.refs = append(out.refs, routeRef{route: -1})
 			}
 			domains[d] = vh.Name
 		}
-		for _, rt := range vh.Routes {
+		for j, rt := range vh.Routes {
 			for _, c := range RouteClusters(rt) {
-				refs = append(refs, routeRef{vhost: vh.Name, route: rt.Name, cluster: c})
+				out.refs = append(out.refs, routeRef{cluster: c, vhost: int32(i), route: int32(j)})
 			}
 		}
 	}
-	return refs
+	out.refs = slices.Clip(out.refs)
+	return out
 }
 
-func checkRouteRefs(rc *routev3.RouteConfiguration, refs []routeRef, clusters map[string]bool) []error {
+func checkRouteRefs(rc *routev3.RouteConfiguration, refs routeRefs, clusters map[string]bool) []error {
 	var errs []error
-	for _, ref := range refs {
+	dups := refs.dups
+	for _, ref := range refs.refs {
 		switch {
-		case ref.err != nil:
-			errs = append(errs, ref.err)
+		case ref.route < 0:
+			errs, dups = append(errs, dups[0]), dups[1:]
 		case !clusters[ref.cluster]:
-			errs = append(errs, fmt.Errorf("route configuration %q, virtual host %q, route %q: cluster %q does not exist", rc.Name, ref.vhost, ref.route, ref.cluster))
+			vh := rc.VirtualHosts[ref.vhost]
+			errs = append(errs, fmt.Errorf("route configuration %q, virtual host %q, route %q: cluster %q does not exist", rc.Name, vh.Name, vh.Routes[ref.route].Name, ref.cluster))
 		}
 	}
 	return errs
@@ -298,7 +310,7 @@ type validation struct {
 	routes []string // a listener's listenerRouteNames
 
 	refsOnce sync.Once
-	refs     []routeRef // a route configuration's routeConfigRefs
+	refs     routeRefs // a route configuration's routeConfigRefs
 
 	encodeOnce sync.Once
 	encoding   Encoding
@@ -327,7 +339,7 @@ func (v *validation) listenerRouteNames(l *listenerv3.Listener) []string {
 	return v.routes
 }
 
-func (v *validation) routeRefs(rc *routev3.RouteConfiguration) []routeRef {
+func (v *validation) routeRefs(rc *routev3.RouteConfiguration) routeRefs {
 	if v == nil {
 		return routeConfigRefs(rc)
 	}
