@@ -61,16 +61,29 @@ func checkList[T validator](cache *validCache, kind string, items []T, name func
 	return c.errs
 }
 
-// checkRefs is validateRefs of r, worked out once per set of lists with a
-// cache.
+// checkRefs checks the references between r's lists: listeners name
+// route configurations, routes name clusters, EDS clusters name load
+// assignments. With a cache, each is worked out once per pair of lists:
+// proxy keys whose listeners differ share the check of the same routes
+// against the same clusters.
 func checkRefs(cache *validCache, r *Resources) []error {
 	if cache == nil {
-		return validateRefs(r, nil, nil)
+		return slices.Concat(listenerRefs(r.Listeners, r.Routes, nil), routeRefsIn(r.Routes, r.Clusters, nil), endpointRefs(r.Clusters, r.Endpoints))
 	}
-	k := refsKey{idOf(r.Listeners), idOf(r.Routes), idOf(r.Clusters), idOf(r.Endpoints)}
-	c := memoEntry(cache, &cache.refs, k)
-	c.once.Do(func() { c.errs = validateRefs(r, lookupAll(cache, r.Listeners), lookupAll(cache, r.Routes)) })
-	return c.errs
+	pair := func(kind refsKind, a, b listID, check func() []error) []error {
+		c := memoEntry(cache, &cache.refs, refsKey{kind, a, b})
+		c.once.Do(func() { c.errs = check() })
+		return c.errs
+	}
+	routes, clusters := idOf(r.Routes), idOf(r.Clusters)
+	return slices.Concat(
+		pair(listenersToRoutes, idOf(r.Listeners), routes, func() []error {
+			return listenerRefs(r.Listeners, r.Routes, lookupAll(cache, r.Listeners))
+		}),
+		pair(routesToClusters, routes, clusters, func() []error {
+			return routeRefsIn(r.Routes, r.Clusters, lookupAll(cache, r.Routes))
+		}),
+		pair(clustersToEndpoints, clusters, idOf(r.Endpoints), func() []error { return endpointRefs(r.Clusters, r.Endpoints) }))
 }
 
 // validateEach checks items[i] with known[i] when there is one (a nil or
@@ -91,31 +104,56 @@ func validateEach[T validator](kind string, items []T, known []*validation, name
 	return errs
 }
 
-func validateRefs(r *Resources, listeners, routes []*validation) []error {
+// listenerRefs checks that the route configurations listeners name are
+// among routes; known[i], if any, is what is known of listeners[i].
+func listenerRefs(listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguration, known []*validation) []error {
+	if len(listeners) == 0 {
+		return nil
+	}
 	var errs []error
-	routeNames := make(map[string]bool, len(r.Routes))
-	for _, rc := range r.Routes {
+	routeNames := make(map[string]bool, len(routes))
+	for _, rc := range routes {
 		routeNames[rc.Name] = true
 	}
-	for i, l := range r.Listeners {
-		for _, name := range knownAt(listeners, i).listenerRouteNames(l) {
+	for i, l := range listeners {
+		for _, name := range knownAt(known, i).listenerRouteNames(l) {
 			if !routeNames[name] {
 				errs = append(errs, fmt.Errorf("listener %q: route configuration %q does not exist", l.Name, name))
 			}
 		}
 	}
-	clusters := make(map[string]bool, len(r.Clusters))
-	for _, c := range r.Clusters {
-		clusters[c.Name] = true
+	return errs
+}
+
+// routeRefsIn checks that the clusters routes use are among clusters, and
+// that no route configuration claims a domain twice; known[i], if any, is
+// what is known of routes[i].
+func routeRefsIn(routes []*routev3.RouteConfiguration, clusters []*clusterv3.Cluster, known []*validation) []error {
+	if len(routes) == 0 {
+		return nil
 	}
-	for i, rc := range r.Routes {
-		errs = append(errs, checkRouteRefs(rc, knownAt(routes, i).routeRefs(rc), clusters)...)
+	var errs []error
+	names := make(map[string]bool, len(clusters))
+	for _, c := range clusters {
+		names[c.Name] = true
 	}
-	assignments := make(map[string]bool, len(r.Endpoints))
-	for _, e := range r.Endpoints {
+	for i, rc := range routes {
+		errs = append(errs, checkRouteRefs(rc, knownAt(known, i).routeRefs(rc), names)...)
+	}
+	return errs
+}
+
+// endpointRefs checks that every EDS cluster has its load assignment.
+func endpointRefs(clusters []*clusterv3.Cluster, endpoints []*endpointv3.ClusterLoadAssignment) []error {
+	if len(clusters) == 0 {
+		return nil
+	}
+	var errs []error
+	assignments := make(map[string]bool, len(endpoints))
+	for _, e := range endpoints {
 		assignments[e.ClusterName] = true
 	}
-	for _, c := range r.Clusters {
+	for _, c := range clusters {
 		if c.GetType() == clusterv3.Cluster_EDS && !assignments[edsName(c)] {
 			errs = append(errs, fmt.Errorf("cluster %q: no load assignment %q", c.Name, edsName(c)))
 		}
@@ -381,8 +419,20 @@ func idOf[T any](items []T) listID {
 	return listID{unsafe.Pointer(unsafe.SliceData(items)), len(items)}
 }
 
-// refsKey is the identity of the lists validateRefs reads.
-type refsKey struct{ listeners, routes, clusters, endpoints listID }
+// refsKey is the identity of a pair of lists checkRefs checks, the first
+// referring to the second.
+type refsKey struct {
+	kind     refsKind
+	from, to listID
+}
+
+type refsKind uint8
+
+const (
+	listenersToRoutes refsKind = iota
+	routesToClusters
+	clustersToEndpoints
+)
 
 type listCheck struct {
 	once sync.Once
@@ -413,14 +463,12 @@ func (c *validCache) adopt(from *validCache, it validator) {
 	}
 }
 
-// adoptLists takes what from knows of the lists in ids, and of the sets
-// of them validateRefs read. Only for a cache no other goroutine uses yet;
+// adoptLists takes what from knows of the lists in ids, and of the pairs
+// of them checkRefs checked. Only for a cache no other goroutine uses yet;
 // from must be done.
 func (c *validCache) adoptLists(from *validCache, ids map[listID]bool) {
 	adoptEntries(&c.lists, from.lists, func(id listID) bool { return ids[id] })
-	adoptEntries(&c.refs, from.refs, func(k refsKey) bool {
-		return ids[k.listeners] && ids[k.routes] && ids[k.clusters] && ids[k.endpoints]
-	})
+	adoptEntries(&c.refs, from.refs, func(k refsKey) bool { return ids[k.from] && ids[k.to] })
 	adoptEntries(&c.scopeLists, from.scopeLists, func(id listID) bool { return ids[id] })
 }
 
