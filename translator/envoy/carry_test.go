@@ -92,6 +92,20 @@ func TestNextCarriesWhatDidNotChange(t *testing.T) {
 	if before[0].Routes[0] == after[0].Routes[0] {
 		t.Error("the route configuration of every host: api's routes changed, yet carried")
 	}
+	// The next Builder knows the validations of what it carried, and no
+	// longer those of what it rebuilt.
+	for _, rc := range before[scoped].Routes {
+		carried := !strings.HasPrefix(rc.Name, "api.")
+		if known := nb.valid.lookup(rc) != nil; known != carried {
+			t.Errorf("route configuration %s: carried %v, known to the next Builder %v", rc.Name, carried, known)
+		}
+		if carried && nb.valid.lookup(rc).validateAll(rc) != nil {
+			t.Errorf("route configuration %s: carried as invalid", rc.Name)
+		}
+	}
+	if nb.valid.lookup(before[0].Routes[0]) != nil {
+		t.Error("the previous route configuration of every host is still known")
+	}
 }
 
 // TestNextStillValidates: what the next Builder carries does not hide a
