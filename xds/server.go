@@ -128,8 +128,9 @@ type keyState struct {
 	desired *config // last configuration that passed validation
 	invalid string  // last validation error logged
 	// nodes counts the nodes of the key, and arrived those whose published
-	// configuration is desired (setPublishedLocked, setDesiredLocked keep
-	// them), so that "has every node of the key arrived" costs no scan.
+	// configuration is desired (joinKeyLocked, leaveKeyLocked,
+	// setPublishedLocked and setDesired keep them), so that "has every
+	// node of the key arrived" costs no scan.
 	nodes, arrived int
 }
 
