@@ -111,10 +111,7 @@ func listenerRefs(listeners []*listenerv3.Listener, routes []*routev3.RouteConfi
 		return nil
 	}
 	var errs []error
-	routeNames := make(map[string]bool, len(routes))
-	for _, rc := range routes {
-		routeNames[rc.Name] = true
-	}
+	routeNames := namesOf(routes, (*routev3.RouteConfiguration).GetName)
 	for i, l := range listeners {
 		for _, name := range knownAt(known, i).listenerRouteNames(l) {
 			if !routeNames[name] {
@@ -133,14 +130,20 @@ func routeRefsIn(routes []*routev3.RouteConfiguration, clusters []*clusterv3.Clu
 		return nil
 	}
 	var errs []error
-	names := make(map[string]bool, len(clusters))
-	for _, c := range clusters {
-		names[c.Name] = true
-	}
+	names := namesOf(clusters, (*clusterv3.Cluster).GetName)
 	for i, rc := range routes {
 		errs = append(errs, checkRouteRefs(rc, knownAt(known, i).routeRefs(rc), names)...)
 	}
 	return errs
+}
+
+// namesOf returns the set of the names of items.
+func namesOf[T any](items []T, name func(T) string) map[string]bool {
+	set := make(map[string]bool, len(items))
+	for _, it := range items {
+		set[name(it)] = true
+	}
+	return set
 }
 
 // endpointRefs checks that every EDS cluster has its load assignment.
@@ -149,10 +152,7 @@ func endpointRefs(clusters []*clusterv3.Cluster, endpoints []*endpointv3.Cluster
 		return nil
 	}
 	var errs []error
-	assignments := make(map[string]bool, len(endpoints))
-	for _, e := range endpoints {
-		assignments[e.ClusterName] = true
-	}
+	assignments := namesOf(endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
 	for _, c := range clusters {
 		if c.GetType() == clusterv3.Cluster_EDS && !assignments[edsName(c)] {
 			errs = append(errs, fmt.Errorf("cluster %q: no load assignment %q", c.Name, edsName(c)))
@@ -183,10 +183,7 @@ func validateScopes(cache *validCache, scopes []*routev3.ScopedRouteConfiguratio
 	}
 	c.once.Do(func() { c.errs, c.routes = checkScopes(cache, scopes) })
 	errs := slices.Clip(c.errs)
-	routeNames := make(map[string]bool, len(routes))
-	for _, rc := range routes {
-		routeNames[rc.Name] = true
-	}
+	routeNames := namesOf(routes, (*routev3.RouteConfiguration).GetName)
 	for _, ref := range c.routes {
 		if !routeNames[ref.route] {
 			errs = append(errs, fmt.Errorf("scope %q: route configuration %q does not exist", ref.scope, ref.route))
