@@ -201,7 +201,7 @@ func NewServer(opts Options) *Server {
 	}
 	// Non-ADS mode: answer each request with the resources it names, without
 	// waiting for a request to name every resource of the snapshot.
-	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	s.cache = newWireCache(cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil))
 	s.proxies = newProxyTracker(s.log)
 	m, err := newMetrics(opts.Meter, s.proxies.byRole)
 	if err != nil {

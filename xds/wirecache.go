@@ -1,0 +1,141 @@
+package xds
+
+import (
+	"context"
+	"sync"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// wireCache is go-control-plane's snapshot cache whose state-of-the-world
+// responses wrap the shared encodings (wireAny) instead of encoding every
+// resource again for every response: a sidecar's first response is the
+// whole mesh, and a hundred sidecars connecting at once would otherwise
+// each hold a copy of it.
+//
+// The snapshot cache answers a watch only inside CreateWatch or SetSnapshot
+// (of the watch's node). A watch is given a channel of its own, which both
+// drain into the server's channel, with the response wrapped.
+type wireCache struct {
+	cachev3.SnapshotCache
+
+	mu      sync.Mutex
+	pending map[string]map[*wireWatch]struct{} // guarded by mu: open watches by node
+}
+
+// wireWatch is a watch's own channel and the server's.
+type wireWatch struct {
+	own, server chan cachev3.Response
+}
+
+func newWireCache(inner cachev3.SnapshotCache) *wireCache {
+	return &wireCache{SnapshotCache: inner, pending: map[string]map[*wireWatch]struct{}{}}
+}
+
+// CreateWatch is the snapshot cache's, the response wrapped.
+func (c *wireCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, server chan cachev3.Response) (func(), error) {
+	node := req.GetNode().GetId()
+	w := &wireWatch{own: make(chan cachev3.Response, 1), server: server}
+	c.mu.Lock()
+	if c.pending[node] == nil {
+		c.pending[node] = map[*wireWatch]struct{}{}
+	}
+	c.pending[node][w] = struct{}{}
+	c.mu.Unlock()
+	cancel, err := c.SnapshotCache.CreateWatch(req, sub, w.own)
+	c.mu.Lock()
+	r, answered := c.takeLocked(w)
+	if answered || err != nil {
+		c.dropLocked(node, w)
+	}
+	c.mu.Unlock()
+	if answered {
+		server <- r
+	}
+	return func() {
+		c.mu.Lock()
+		c.dropLocked(node, w)
+		c.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	}, err
+}
+
+// SetSnapshot is the snapshot cache's; the watches it answered get their
+// responses.
+func (c *wireCache) SetSnapshot(ctx context.Context, node string, snap cachev3.ResourceSnapshot) error {
+	err := c.SnapshotCache.SetSnapshot(ctx, node, snap)
+	type answer struct {
+		w *wireWatch
+		r cachev3.Response
+	}
+	var answers []answer
+	c.mu.Lock()
+	for w := range c.pending[node] {
+		if r, ok := c.takeLocked(w); ok {
+			answers = append(answers, answer{w, r})
+			c.dropLocked(node, w)
+		}
+	}
+	c.mu.Unlock()
+	for _, a := range answers {
+		a.w.server <- a.r
+	}
+	return err
+}
+
+// ClearSnapshot is the snapshot cache's; the node's open watches are
+// forgotten with it (the server cancels them when their stream closes).
+func (c *wireCache) ClearSnapshot(node string) {
+	c.SnapshotCache.ClearSnapshot(node)
+	c.mu.Lock()
+	delete(c.pending, node)
+	c.mu.Unlock()
+}
+
+// takeLocked returns w's response, wrapped, if the snapshot cache gave it
+// one. The caller hands it to the server's channel, which has room for a
+// response of each type, as the snapshot cache (which sends while it
+// answers) relies on.
+func (c *wireCache) takeLocked(w *wireWatch) (cachev3.Response, bool) {
+	select {
+	case r := <-w.own:
+		if raw, ok := r.(*cachev3.RawResponse); ok {
+			r = wireResponse{raw}
+		}
+		return r, true
+	default:
+		return nil, false
+	}
+}
+
+func (c *wireCache) dropLocked(node string, w *wireWatch) {
+	delete(c.pending[node], w)
+	if len(c.pending[node]) == 0 {
+		delete(c.pending, node)
+	}
+}
+
+// wireResponse is a snapshot cache response whose resources are sent as
+// Anys over their shared encodings.
+type wireResponse struct {
+	*cachev3.RawResponse
+}
+
+// GetDiscoveryResponse is the RawResponse's, without encoding again; with
+// TTLs (which weir does not set) or as a heartbeat it is the RawResponse's.
+func (r wireResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	typeURL := r.GetRequest().GetTypeUrl()
+	raw := r.GetRawResources()
+	anys := make([]*anypb.Any, len(raw))
+	for i, res := range raw {
+		if res.TTL != nil || r.Heartbeat {
+			return r.RawResponse.GetDiscoveryResponse()
+		}
+		anys[i] = wireAny(typeURL, res)
+	}
+	return &discoveryv3.DiscoveryResponse{VersionInfo: r.Version, Resources: anys, TypeUrl: typeURL}, nil
+}
