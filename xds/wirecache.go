@@ -46,13 +46,13 @@ func (c *wireCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 	c.mu.Unlock()
 	cancel, err := c.SnapshotCache.CreateWatch(req, sub, w.own)
 	c.mu.Lock()
-	r, answered := c.takeLocked(w)
+	answered := w.answered()
 	if answered || err != nil {
 		c.dropLocked(node, w)
 	}
 	c.mu.Unlock()
 	if answered {
-		server <- r
+		w.forward()
 	}
 	return func() {
 		c.mu.Lock()
@@ -68,21 +68,17 @@ func (c *wireCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 // responses.
 func (c *wireCache) SetSnapshot(ctx context.Context, node string, snap cachev3.ResourceSnapshot) error {
 	err := c.SnapshotCache.SetSnapshot(ctx, node, snap)
-	type answer struct {
-		w *wireWatch
-		r cachev3.Response
-	}
-	var answers []answer
+	var answered []*wireWatch
 	c.mu.Lock()
 	for w := range c.pending[node] {
-		if r, ok := c.takeLocked(w); ok {
-			answers = append(answers, answer{w, r})
+		if w.answered() {
+			answered = append(answered, w)
 			c.dropLocked(node, w)
 		}
 	}
 	c.mu.Unlock()
-	for _, a := range answers {
-		a.w.server <- a.r
+	for _, w := range answered {
+		w.forward()
 	}
 	return err
 }
@@ -96,20 +92,20 @@ func (c *wireCache) ClearSnapshot(node string) {
 	c.mu.Unlock()
 }
 
-// takeLocked returns w's response, wrapped, if the snapshot cache gave it
-// one. The caller hands it to the server's channel, which has room for a
-// response of each type, as the snapshot cache (which sends while it
-// answers) relies on.
-func (c *wireCache) takeLocked(w *wireWatch) (cachev3.Response, bool) {
-	select {
-	case r := <-w.own:
-		if raw, ok := r.(*cachev3.RawResponse); ok {
-			r = wireResponse{raw}
-		}
-		return r, true
-	default:
-		return nil, false
+// answered reports whether the snapshot cache gave w its response (once
+// it has, the watch is dropped from pending, so only one caller forwards
+// it).
+func (w *wireWatch) answered() bool { return len(w.own) > 0 }
+
+// forward hands w's response, wrapped, to the server's channel, which has
+// room for a response of each type, as the snapshot cache (which sends
+// while it answers) relies on.
+func (w *wireWatch) forward() {
+	r := <-w.own
+	if raw, ok := r.(*cachev3.RawResponse); ok {
+		r = wireResponse{raw}
 	}
+	w.server <- r
 }
 
 func (c *wireCache) dropLocked(node string, w *wireWatch) {
