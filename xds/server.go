@@ -224,6 +224,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(s.opts.MaxStreams),
 		grpc.MaxRecvMsgSize(s.opts.MaxMessageBytes),
+		grpc.ForceServerCodecV2(newWireCodec()),
 	)
 	xs := serverv3.NewServer(ctx, s.cache, s.callbacks())
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, adsServer{Server: xs, s: s})
