@@ -105,6 +105,8 @@ func (s *Server) serveDelta(st discoveryv3.AggregatedDiscoveryService_DeltaAggre
 			}
 		}
 	}()
+	s.budget.open(c.id, st.Context())
+	defer s.budget.closed(c.id)
 	var node *corev3.Node
 	defer func() {
 		if node != nil {
@@ -158,6 +160,7 @@ func (s *Server) deltaRequest(c *deltaConn, node *corev3.Node, req *discoveryv3.
 	// The subscription first: the request may publish the node's next
 	// step, whose expected answers depend on it.
 	c.subscribe(s, req)
+	s.budget.answered(c.id, req.GetResponseNonce())
 	_, err := s.onRequest(c.id, node, request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
 		errDetail: req.GetErrorDetail().GetMessage(), delta: true})
 	return err
@@ -299,6 +302,9 @@ func (s *Server) deltaSync(c *deltaConn, st discoveryv3.AggregatedDiscoveryServi
 		c.nonce++
 		resp.Nonce = strconv.FormatInt(c.nonce, 10)
 		s.proxies.response(c.id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+		if !s.budget.send(c.id, resp.GetNonce(), resourceBytes(resp.GetResources())) {
+			return st.Context().Err()
+		}
 		if err := st.Send(resp); err != nil {
 			return err
 		}

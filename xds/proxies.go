@@ -671,7 +671,12 @@ func (s *Server) onClosed(id int64) {
 // and onClosed directly.
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			s.budget.open(id, ctx)
+			return nil
+		},
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			s.budget.answered(id, req.GetResponseNonce())
 			// Only a stream's first request is sure to carry the node.
 			nacked, err := s.onRequest(id, req.GetNode(), request{typeURL: req.GetTypeUrl(), nonce: req.GetResponseNonce(),
 				errDetail: req.GetErrorDetail().GetMessage(), names: req.GetResourceNames()})
@@ -701,7 +706,13 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 			s.proxies.response(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+			// go-control-plane sends the response when this returns; a
+			// stream that ended while it waited fails its send.
+			s.budget.send(id, resp.GetNonce(), anyBytes(resp.GetResources()))
 		},
-		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(id) },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) {
+			s.budget.closed(id)
+			s.onClosed(id)
+		},
 	}
 }

@@ -66,7 +66,12 @@ type Options struct {
 	// 4 MiB. A proxy past either limit gets a gRPC error saying so.
 	MaxStreams      uint32
 	MaxMessageBytes int
-	Logger          *slog.Logger
+	// PushBudget bounds the bytes of large responses (256 KiB or more)
+	// sent to proxies that have not answered them yet, across streams: a
+	// stream waits for room before it sends one, unless it has one in
+	// flight (see pushBudget). Zero means 256 MiB; negative, no bound.
+	PushBudget int64
+	Logger     *slog.Logger
 	// Meter receives the server's metrics (pushes, NACKs, connected
 	// proxies, push latency, snapshot sizes); nil records none.
 	Meter metric.MeterProvider
@@ -82,6 +87,7 @@ type Server struct {
 	proxies *proxyTracker
 	metrics *metrics
 	tracer  trace.Tracer
+	budget  *pushBudget // nil: no bound
 
 	mu sync.Mutex
 	ir *ir.IR
@@ -187,6 +193,9 @@ func NewServer(opts Options) *Server {
 	if opts.MaxMessageBytes == 0 {
 		opts.MaxMessageBytes = 4 << 20
 	}
+	if opts.PushBudget == 0 {
+		opts.PushBudget = defaultPushBudget
+	}
 	s := &Server{
 		opts:       opts,
 		log:        opts.Logger,
@@ -198,6 +207,7 @@ func NewServer(opts Options) *Server {
 		live:       map[unsafe.Pointer]*liveMap{},
 		freeMemory: debug.FreeOSMemory,
 		freeAfter:  freeDelay,
+		budget:     newPushBudget(opts.PushBudget, gatedResponse, budgetHold),
 	}
 	// Non-ADS mode: answer each request with the resources it names, without
 	// waiting for a request to name every resource of the snapshot.

@@ -23,6 +23,9 @@ import (
 // defaultDir is served when no source is given.
 const defaultDir = "examples/canary"
 
+// defaultPushBudgetMiB is --push-budget's default.
+const defaultPushBudgetMiB = 256
+
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var cfg serve.Config
@@ -44,6 +47,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.OutboundAddress, "outbound-address", "127.0.0.1", "sidecar outbound listener address, unless the node's metadata sets weir.outbound_address")
 	fs.UintVar(&outboundPort, "outbound-port", envoy.DefaultOutboundPort, "sidecar outbound listener port, unless the node's metadata sets weir.outbound_port")
 	fs.BoolVar(&cfg.ScopedRoutes, "scoped-routes", false, "sidecars pick a route configuration per service port by Host, over SRDS, unless the node's metadata sets weir.scoped_routes: a weight change sends one small route configuration instead of the namespace's whole table, at the price of a scope per host name on every sidecar stream")
+	var pushBudgetMiB int64
+	fs.Int64Var(&pushBudgetMiB, "push-budget", defaultPushBudgetMiB, "MiB of large responses (256 KiB or more, such as a sidecar's first configuration) sent to proxies and not yet answered, across streams: a stream waits for room before it sends one, unless it has one in flight; 0 means no bound")
 	fs.DurationVar(&cfg.ClusterGrace, "cluster-grace", 5*time.Second, "how long a cluster no route uses is still served")
 	fs.DurationVar(&cfg.Debounce, "debounce", 100*time.Millisecond, "a change after this much quiet translates at once; changes closer together wait for this much quiet")
 	fs.DurationVar(&cfg.DebounceMax, "debounce-max", time.Second, "longest wait before translating under a stream of changes")
@@ -64,6 +69,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--outbound-port: %d is not a port number", outboundPort)
 	}
 	cfg.OutboundPort = uint32(outboundPort)
+	switch {
+	case pushBudgetMiB < 0:
+		return fmt.Errorf("--push-budget: %d MiB is negative", pushBudgetMiB)
+	case pushBudgetMiB == 0:
+		cfg.PushBudget = -1
+	default:
+		cfg.PushBudget = pushBudgetMiB << 20
+	}
 	cfg.Namespaces, cfg.VersionLabels = namespaces, versionLabels
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

@@ -58,6 +58,9 @@ type Config struct {
 	ScopedRoutes bool
 	// ClusterGrace is how long an unused cluster is still served.
 	ClusterGrace time.Duration
+	// PushBudget bounds the bytes of large responses in flight to proxies
+	// (see xds.Options); zero means xds's default, negative no bound.
+	PushBudget int64
 	// Debounce is the quiet that makes a change translate at once; a
 	// change sooner after the last translation waits for that much quiet,
 	// and DebounceMax bounds the wait under a steady stream of changes.
@@ -131,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 	s.tracer = cfg.TracerProvider.Tracer("github.com/weir-mesh/weir/cmd/weir/serve")
 	s.xds = xds.NewServer(xds.Options{
 		OutboundAddress: cfg.OutboundAddress, OutboundPort: cfg.OutboundPort, ScopedRoutes: cfg.ScopedRoutes,
-		ClusterGrace: cfg.ClusterGrace, Logger: cfg.Logger,
+		ClusterGrace: cfg.ClusterGrace, PushBudget: cfg.PushBudget, Logger: cfg.Logger,
 		Meter: s.tel.provider, Tracer: cfg.TracerProvider,
 	})
 	if s.xdsLis, err = net.Listen("tcp", cfg.XDSAddr); err != nil {
