@@ -2,8 +2,6 @@ package xds
 
 import (
 	"context"
-	"maps"
-	"reflect"
 	"testing"
 	"unsafe"
 
@@ -97,85 +95,5 @@ func TestWireCacheSendsTheSharedEncodings(t *testing.T) {
 	c.mu.Unlock()
 	if open != 0 {
 		t.Errorf("%d nodes with open watches after every watch was answered or cancelled", open)
-	}
-}
-
-// TestWireCacheSharesReturnedMaps: nodes answered with equal resources
-// keep one map of them, held until no node's last response has it; small
-// maps are each stream's own.
-func TestWireCacheSharesReturnedMaps(t *testing.T) {
-	c := newWireCache(cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil))
-	c.returned.min = 2
-	snapshot := func(version string, names ...string) cachev3.ResourceSnapshot {
-		var rs []types.Resource
-		for _, n := range names {
-			rs = append(rs, &clusterv3.Cluster{Name: n})
-		}
-		snap, err := cachev3.NewSnapshot(version, map[resourcev3.Type][]types.Resource{resourcev3.ClusterType: rs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap
-	}
-	returned := func(node string) map[string]string {
-		t.Helper()
-		server := make(chan cachev3.Response, 1)
-		req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: resourcev3.ClusterType}
-		if _, err := c.CreateWatch(req, stream.NewSotwSubscription(nil, false), server); err != nil {
-			t.Fatal(err)
-		}
-		r := (<-server).(wireResponse)
-		got := r.GetReturnedResources()
-		if !maps.Equal(got, r.RawResponse.GetReturnedResources()) {
-			t.Errorf("%s keeps %v, want the response's %v", node, got, r.RawResponse.GetReturnedResources())
-		}
-		return got
-	}
-	same := func(a, b map[string]string) bool {
-		return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
-	}
-	entries := func() int {
-		c.returned.mu.Lock()
-		defer c.returned.mu.Unlock()
-		n := 0
-		for _, l := range c.returned.byHash {
-			n += len(l)
-		}
-		return n
-	}
-	for _, n := range []string{"a", "b", "c"} {
-		if err := c.SetSnapshot(context.Background(), n, snapshot("1", "x", "y")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, b := returned("a"), returned("b")
-	if !same(a, b) {
-		t.Error("two nodes answered with the same clusters keep two maps")
-	}
-	if err := c.SetSnapshot(context.Background(), "c", snapshot("1", "x", "z")); err != nil {
-		t.Fatal(err)
-	}
-	if cm := returned("c"); same(a, cm) {
-		t.Error("a node answered with other clusters keeps the same map")
-	}
-	if got := entries(); got != 2 {
-		t.Errorf("%d shared maps, want 2", got)
-	}
-	if err := c.SetSnapshot(context.Background(), "a", snapshot("2", "x", "y")); err != nil {
-		t.Fatal(err)
-	}
-	returned("a") // version 2: a no longer holds b's map
-	c.ClearSnapshot("b")
-	c.ClearSnapshot("c")
-	if got := entries(); got != 1 {
-		t.Errorf("%d shared maps once only a's is held, want 1", got)
-	}
-
-	c.returned.min = 3
-	if err := c.SetSnapshot(context.Background(), "d", snapshot("1", "x", "y")); err != nil {
-		t.Fatal(err)
-	}
-	if d := returned("d"); same(a, d) {
-		t.Error("a map smaller than the minimum is shared")
 	}
 }
