@@ -2,11 +2,13 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"unsafe"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -95,5 +97,42 @@ func TestWireCacheSendsTheSharedEncodings(t *testing.T) {
 	c.mu.Unlock()
 	if open != 0 {
 		t.Errorf("%d nodes with open watches after every watch was answered or cancelled", open)
+	}
+}
+
+// TestReturnedMapsAreEachStreamsOwn: go-control-plane deletes from the map
+// of returned resources it keeps per stream the names a later request no
+// longer asks for, so streams sent the same resources must not share it.
+func TestReturnedMapsAreEachStreamsOwn(t *testing.T) {
+	c := newWireCache(cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil))
+	// As many as a mesh has, should a size decide whether to share.
+	var las []types.Resource
+	var names []string
+	for i := range 1000 {
+		name := fmt.Sprintf("c%d", i)
+		las = append(las, &endpointv3.ClusterLoadAssignment{ClusterName: name})
+		names = append(names, name)
+	}
+	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{resourcev3.EndpointType: las})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []stream.Subscription
+	for _, node := range []string{"n1", "n2"} {
+		if err := c.SetSnapshot(context.Background(), node, snap); err != nil {
+			t.Fatal(err)
+		}
+		server := make(chan cachev3.Response, 1)
+		sub := stream.NewSotwSubscription(names, false)
+		req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: resourcev3.EndpointType, ResourceNames: names}
+		if _, err := c.CreateWatch(req, sub, server); err != nil {
+			t.Fatal(err)
+		}
+		sub.SetReturnedResources((<-server).GetReturnedResources())
+		subs = append(subs, sub)
+	}
+	subs[0].SetResourceSubscription(names[:1]) // drops the others from its map
+	if len(subs[1].ReturnedResources()) != len(names) {
+		t.Error("a stream's request changed what another stream was returned")
 	}
 }
