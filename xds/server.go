@@ -8,10 +8,11 @@
 // proxy key. Resources differ per proxy (role, namespace, listener port),
 // and the make-before-break steps are per proxy too, which rules out the
 // linear cache (one resource set per type for everyone). State-of-the-world
-// streams are served by go-control-plane's snapshot cache: it sends only
-// the types whose version changed, versions being content hashes, and of
-// route configurations and load assignments only those that differ from
-// what the proxy ACKed (partial.go). Delta streams weir serves itself
+// streams are served by go-control-plane's SotW server, its watches
+// answered by weir's wireCache from snapshots kept in go-control-plane's
+// snapshot cache: only the types whose version changed are sent, versions
+// being content hashes, and of route configurations and load assignments
+// only those that differ from what the proxy ACKed (partial.go). Delta streams weir serves itself
 // (delta.go): a change sends the resources that differ between the
 // configuration a stream has and the new one, found once per pair of
 // configurations, not once per stream.

@@ -1,8 +1,11 @@
 package xds
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -15,86 +18,137 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// TestWireCacheSendsTheSharedEncodings: a state-of-the-world response of the
-// wire cache says what the snapshot cache's says, and its Anys hold the
-// shared encodings themselves, whether the watch is answered at once or
-// when a snapshot is set later. An open watch is forgotten once cancelled.
-func TestWireCacheSendsTheSharedEncodings(t *testing.T) {
-	c := newWireCache(cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil))
-	snapshot := func(version, name string) (cachev3.ResourceSnapshot, []byte) {
-		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(&clusterv3.Cluster{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, err := cachev3.NewSnapshot(version, map[resourcev3.Type][]types.Resource{
-			resourcev3.ClusterType: {unknownOnly(&clusterv3.Cluster{Name: name}, enc)},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap, enc
-	}
-	check := func(when string, r cachev3.Response, enc []byte) {
+// TestWireCacheAnswersAsTheSnapshotCache: the wire cache answers the
+// watches go-control-plane's snapshot cache answers, with the same
+// resources, versions and returned names, when a watch is created and
+// when a snapshot is set later; its Anys hold the shared encodings. A
+// watch of the version the node has waits, and one that asks for a
+// resource the stream was not sent does not. An open watch is forgotten
+// once cancelled.
+func TestWireCacheAnswersAsTheSnapshotCache(t *testing.T) {
+	wire := newWireCache(cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil))
+	plain := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	encs := map[string][]byte{}
+	set := func(version string, names ...string) {
 		t.Helper()
-		if _, ok := r.(wireResponse); !ok {
-			t.Fatalf("%s: response of type %T, want a wireResponse", when, r)
+		// Shared copies hold only their encoding, so name them by hand.
+		items := map[string]types.ResourceWithTTL{}
+		for _, n := range names {
+			enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(&clusterv3.Cluster{Name: n})
+			if err != nil {
+				t.Fatal(err)
+			}
+			encs[n] = enc
+			items[n] = types.ResourceWithTTL{Resource: unknownOnly(&clusterv3.Cluster{Name: n}, enc)}
 		}
-		got, err := r.GetDiscoveryResponse()
+		snap := &cachev3.Snapshot{}
+		snap.Resources[cachev3.GetResponseType(resourcev3.ClusterType)] = cachev3.Resources{Version: version, Items: items}
+		for _, c := range []cachev3.SnapshotCache{wire, plain} {
+			if err := c.SetSnapshot(context.Background(), "n", snap); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	type pair struct{ wire, plain chan cachev3.Response }
+	watch := func(version string, sub stream.Subscription, names ...string) (pair, func()) {
+		t.Helper()
+		p := pair{make(chan cachev3.Response, 1), make(chan cachev3.Response, 1)}
+		req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "n"}, TypeUrl: resourcev3.ClusterType, VersionInfo: version, ResourceNames: names}
+		cancelWire, err := wire.CreateWatch(req, sub, p.wire)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := r.(wireResponse).RawResponse.GetDiscoveryResponse()
+		cancelPlain, err := plain.CreateWatch(req, sub, p.plain)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !proto.Equal(got, want) {
-			t.Errorf("%s: response\n%v\nwant the snapshot cache's\n%v", when, got, want)
-		}
-		if len(got.Resources) != 1 || unsafe.SliceData(got.Resources[0].Value) != unsafe.SliceData(enc) {
-			t.Errorf("%s: the Any does not hold the shared encoding", when)
-		}
+		return p, func() { cancelWire(); cancelPlain() }
 	}
-	node := &corev3.Node{Id: "n"}
-	snap, enc := snapshot("1", "a")
-	if err := c.SetSnapshot(context.Background(), "n", snap); err != nil {
-		t.Fatal(err)
+	// check compares the caches' answers, and returns the wire cache's.
+	check := func(when string, p pair, answered bool) cachev3.Response {
+		t.Helper()
+		var w, want cachev3.Response
+		select {
+		case w = <-p.wire:
+		default:
+		}
+		select {
+		case want = <-p.plain:
+		default:
+		}
+		if (w == nil) != (want == nil) {
+			t.Fatalf("%s: wire cache answered %v, snapshot cache %v", when, w != nil, want != nil)
+		}
+		if (w != nil) != answered {
+			t.Fatalf("%s: answered %v, want %v", when, w != nil, answered)
+		}
+		if w == nil {
+			return nil
+		}
+		got, err := w.GetDiscoveryResponse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantResp, err := want.GetDiscoveryResponse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*discoveryv3.DiscoveryResponse{got, wantResp} {
+			slices.SortFunc(r.Resources, func(a, b *anypb.Any) int { return bytes.Compare(a.Value, b.Value) })
+		}
+		if !proto.Equal(got, wantResp) {
+			t.Errorf("%s: response\n%v\nwant the snapshot cache's\n%v", when, got, wantResp)
+		}
+		if !maps.Equal(w.GetReturnedResources(), want.GetReturnedResources()) {
+			t.Errorf("%s: returned %v, want %v", when, w.GetReturnedResources(), want.GetReturnedResources())
+		}
+		for _, a := range got.Resources {
+			var c clusterv3.Cluster
+			if err := proto.Unmarshal(a.Value, &c); err != nil {
+				t.Fatal(err)
+			}
+			if unsafe.SliceData(a.Value) != unsafe.SliceData(encs[c.GetName()]) {
+				t.Errorf("%s: the Any of %s does not hold the shared encoding", when, c.GetName())
+			}
+		}
+		return w
 	}
-	server := make(chan cachev3.Response, 1)
-	req := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}
+
 	sub := stream.NewSotwSubscription(nil, false)
-	cancel, err := c.CreateWatch(req, sub, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check("answered at once", <-server, enc)
+	p, cancel := watch("", sub)
+	check("no snapshot yet", p, false)
+	set("1", "a", "b")
+	r := check("answered by the first snapshot", p, true)
+	cancel()
+	sub.SetReturnedResources(r.GetReturnedResources())
+
+	p, cancel = watch("1", sub)
+	check("the version the node has", p, false)
+	set("2", "a", "c")
+	r = check("answered by a new snapshot", p, true)
+	cancel()
+	sub.SetReturnedResources(r.GetReturnedResources())
+
+	p, _ = watch("1", stream.NewSotwSubscription(nil, false))
+	check("another version, answered at once", p, true)
+	p, cancel = watch("2", sub)
+	check("the version the node has again", p, false)
 	cancel()
 
-	req = &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, VersionInfo: "1"}
-	if _, err := c.CreateWatch(req, sub, server); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-server:
-		t.Fatalf("a watch of the version the node has was answered: %v", r)
-	default:
-	}
-	snap, enc = snapshot("2", "b")
-	if err := c.SetSnapshot(context.Background(), "n", snap); err != nil {
-		t.Fatal(err)
-	}
-	check("answered by a new snapshot", <-server, enc)
+	named := stream.NewSotwSubscription([]string{"a"}, false)
+	p, _ = watch("", named, "a", "a", "x")
+	r = check("some names, answered at once", p, true)
+	named.SetReturnedResources(r.GetReturnedResources())
+	named.SetResourceSubscription([]string{"a", "c"})
+	p, _ = watch("2", named, "a", "c")
+	check("a name the stream was not sent, answered at once", p, true)
 
-	req = &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, VersionInfo: "2"}
-	cancel, err = c.CreateWatch(req, sub, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	c.mu.Lock()
-	open := len(c.pending)
-	c.mu.Unlock()
+	wire.mu.Lock()
+	open := len(wire.watches)
+	wire.mu.Unlock()
 	if open != 0 {
 		t.Errorf("%d nodes with open watches after every watch was answered or cancelled", open)
 	}
