@@ -145,20 +145,9 @@ func (b *pushBudget) answered(id int64, nonce string) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	sb := b.streams[id]
-	if sb == nil {
-		return
+	if sb := b.streams[id]; sb != nil {
+		b.giveBackLocked(sb, func(r *sentResponse) bool { return r.nonce <= n })
 	}
-	kept := sb.sent[:0]
-	for _, r := range sb.sent {
-		if r.nonce <= n {
-			b.giveBackLocked(r)
-		} else {
-			kept = append(kept, r)
-		}
-	}
-	clear(sb.sent[len(kept):])
-	sb.sent = kept
 }
 
 // closed forgets stream id; its responses give their room back.
@@ -168,14 +157,25 @@ func (b *pushBudget) closed(id int64) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	sb := b.streams[id]
-	if sb == nil {
-		return
+	if sb := b.streams[id]; sb != nil {
+		b.giveBackLocked(sb, nil)
+		delete(b.streams, id)
 	}
+}
+
+// giveBackLocked gives back the room of sb's responses that answered
+// reports answered (nil: all of them).
+func (b *pushBudget) giveBackLocked(sb *streamBudget, answered func(*sentResponse) bool) {
+	kept := sb.sent[:0]
 	for _, r := range sb.sent {
-		b.giveBackLocked(r)
+		if answered == nil || answered(r) {
+			b.releaseLocked(r)
+		} else {
+			kept = append(kept, r)
+		}
 	}
-	delete(b.streams, id)
+	clear(sb.sent[len(kept):])
+	sb.sent = kept
 }
 
 // expire gives back the room of a response its proxy did not answer in
@@ -185,14 +185,14 @@ func (b *pushBudget) expire(sb *streamBudget, r *sentResponse) {
 	defer b.mu.Unlock()
 	for i, s := range sb.sent {
 		if s == r {
-			b.giveBackLocked(r)
+			b.releaseLocked(r)
 			sb.sent = append(sb.sent[:i], sb.sent[i+1:]...)
 			return
 		}
 	}
 }
 
-func (b *pushBudget) giveBackLocked(r *sentResponse) {
+func (b *pushBudget) releaseLocked(r *sentResponse) {
 	r.timer.Stop()
 	if r.took > 0 {
 		b.sem.Release(r.took)
