@@ -4,7 +4,9 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -132,13 +134,19 @@ func (c *wireCache) GetStatusInfo(node string) cachev3.StatusInfo {
 	return wireStatus{watches: len(c.watches[node])}
 }
 
-// wireStatus is what wireCache knows of a node's status: its open watches.
+// wireStatus is what wireCache knows of a node's status: its open
+// state-of-the-world watches (weir serves delta streams without watches).
 type wireStatus struct {
-	cachev3.StatusInfo // nil: nothing else is known
-	watches            int
+	watches int
 }
 
-func (s wireStatus) GetNumWatches() int { return s.watches }
+var _ cachev3.StatusInfo = wireStatus{}
+
+func (s wireStatus) GetNumWatches() int                    { return s.watches }
+func (wireStatus) GetNode() *corev3.Node                   { return nil }
+func (wireStatus) GetNumDeltaWatches() int                 { return 0 }
+func (wireStatus) GetLastWatchRequestTime() time.Time      { return time.Time{} }
+func (wireStatus) GetLastDeltaWatchRequestTime() time.Time { return time.Time{} }
 
 func (c *wireCache) dropLocked(node string, w *wireWatch) {
 	delete(c.watches[node], w)
